@@ -1,0 +1,31 @@
+# One-word commands. Every target creates/updates .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test test-fast lint demo bench clean
+
+setup:
+	@bash scripts/bootstrap.sh
+
+## Run the whole test suite (what CI runs).
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## Unit tests only (no model, no server).
+test-fast: setup
+	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	@$(VENV)/bin/ruff check rag_app tests bench
+	@$(VENV)/bin/ruff format --check rag_app tests bench
+	@$(VENV)/bin/mypy
+
+## Ingest the demo corpus and query it as two different users.
+demo: setup
+	@bash scripts/demo.sh
+
+bench: setup
+	@$(PY) bench/bench_foundation.py
+
+clean:
+	rm -rf data .pytest_cache .mypy_cache .ruff_cache

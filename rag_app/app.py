@@ -1,0 +1,208 @@
+"""Composition root: the one place that builds the application's objects from `Settings`.
+
+Everything is built lazily, so `rag-app stats` never loads the embedding model and a notebook
+can swap one part (e.g. `App(settings, embeddings=fake)`) for experiments or tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import Any
+
+from rag_app.embeddings import EmbeddingModel
+from rag_app.errors import ConfigError, FilterError
+from rag_app.ingest.pipeline import Ingestor
+from rag_app.ingest.splitting import TokenSplitter
+from rag_app.ingest.state import IngestState
+from rag_app.retrieval.filters import Node, parse_filter
+from rag_app.retrieval.permissions import Principal
+from rag_app.retrieval.retriever import PermissionAwareRetriever
+from rag_app.retrieval.search import SecureSearch
+from rag_app.settings import Settings
+from rag_app.stores.base import VectorStorePort
+from rag_app.users import UserDirectory
+
+
+def build_embeddings(settings: Settings) -> EmbeddingModel:
+    if settings.embeddings == "local":
+        from rag_app.embeddings import LocalEmbeddings
+
+        return LocalEmbeddings(settings.local_model_path, batch_size=settings.embed_batch_size)
+    if settings.embeddings == "openai":
+        from rag_app.embeddings import OpenAIEmbeddingModel
+
+        return OpenAIEmbeddingModel(settings)
+    raise ConfigError(f"unknown embeddings {settings.embeddings!r}")
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        embeddings: EmbeddingModel | None = None,
+        store: VectorStorePort | None = None,
+    ) -> None:
+        self.settings = settings or Settings()
+        if embeddings is not None:
+            self.__dict__["embeddings"] = embeddings
+        if store is not None:
+            self.__dict__["store"] = store
+
+    # -- parts --------------------------------------------------------------------------
+    @cached_property
+    def embeddings(self) -> EmbeddingModel:
+        return build_embeddings(self.settings)
+
+    @cached_property
+    def store(self) -> VectorStorePort:
+        from rag_app.stores import open_store
+
+        return open_store(
+            self.settings,
+            dimension=self.embeddings.dimension,
+            embedding_model=self.embeddings.name,
+        )
+
+    @cached_property
+    def state(self) -> IngestState:
+        return IngestState(self.settings.state_url, namespace=self.settings.store_location)
+
+    @cached_property
+    def splitter(self) -> TokenSplitter:
+        return TokenSplitter(
+            self.embeddings,
+            chunk_size=self.settings.chunk_size,
+            chunk_overlap=self.settings.chunk_overlap,
+        )
+
+    @cached_property
+    def ingestor(self) -> Ingestor:
+        s = self.settings
+        fingerprint = json.dumps(
+            {
+                "model": self.embeddings.name,
+                "chunk_size": s.chunk_size,
+                "chunk_overlap": s.chunk_overlap,
+                "date_fields": sorted(s.date_fields),
+                "splitter": 1,
+            },
+            sort_keys=True,
+        )
+        return Ingestor(
+            store=self.store,
+            embeddings=self.embeddings,
+            state=self.state,
+            splitter=self.splitter,
+            date_fields=s.date_fields,
+            max_file_bytes=int(s.max_file_mb * 1_000_000),
+            embed_batch_size=s.embed_batch_size,
+            settings_fingerprint=hashlib.sha256(fingerprint.encode()).hexdigest(),
+        )
+
+    @cached_property
+    def search(self) -> SecureSearch:
+        return SecureSearch(
+            self.store,
+            self.embeddings,
+            known_fields=self.state.fields,
+            date_fields=tuple(self.settings.date_fields),
+            default_k=self.settings.k,
+        )
+
+    @cached_property
+    def users(self) -> UserDirectory:
+        return UserDirectory.load(self.settings.users_file)
+
+    # -- services -----------------------------------------------------------------------
+    def principal(self, user: str | None, *, tenant: str | None = None) -> Principal:
+        """A user from the users file, or an anonymous principal of `tenant`."""
+        if user:
+            principal = self.users.principal(user)
+            if tenant and tenant != principal.tenant:
+                raise ConfigError(f"user {user!r} belongs to tenant {principal.tenant!r}")
+            return principal
+        if not tenant:
+            raise ConfigError("give --user NAME, or --tenant NAME for anonymous access")
+        return Principal.anonymous(tenant)
+
+    def retriever(
+        self, principal: Principal, *, filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+        k: int | None = None,
+    ) -> PermissionAwareRetriever:
+        return PermissionAwareRetriever(
+            search=self.search, principal=principal, filter=filter, k=k or self.settings.k
+        )
+
+    def admin_filter(self, raw: Mapping[str, Any] | str | None) -> Node | None:
+        """Operator filters (delete/stats) may name tenant and acl."""
+        return parse_filter(raw, date_fields=self.settings.date_fields)
+
+    def stats(self) -> dict[str, Any]:
+        per_tenant: Counter[str] = Counter()
+        per_source: Counter[tuple[str, str]] = Counter()
+        per_category: Counter[str] = Counter()
+        total = 0
+        for record in self.store.records():
+            total += 1
+            tenant = str(record.metadata.get("tenant", "?"))
+            per_tenant[tenant] += 1
+            per_source[(tenant, str(record.metadata.get("source", "?")))] += 1
+            if "category" in record.metadata:
+                per_category[str(record.metadata["category"])] += 1
+        return {
+            "store": self.store.info.backend,
+            "location": self.store.info.location,
+            "collection": self.store.info.collection,
+            "embedding_model": self.store.info.embedding_model,
+            "chunks": total,
+            "documents": len(per_source),
+            "per_tenant": dict(sorted(per_tenant.items())),
+            "per_category": dict(sorted(per_category.items())),
+            "per_source": [
+                {"tenant": t, "source": s, "chunks": n} for (t, s), n in sorted(per_source.items())
+            ],
+        }
+
+    def delete(self, *, sources: Iterable[str] = (), filter: Any = None) -> int:  # noqa: A002
+        """Delete chunks by source or by an (operator) filter; keeps the ingest state in step,
+        so a later ingest of the same file adds it back."""
+        sources = [s for s in sources if s]
+        where: Node | None
+        if sources:
+            raw: dict[str, Any] = (
+                {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": sources}}
+            )
+            where = self.admin_filter(raw)
+        else:
+            where = self.admin_filter(filter)
+        if where is None:
+            raise FilterError("refusing to delete without a filter: give --source or --filter")
+        ids: list[str] = []
+        touched: set[str] = set()
+        for record in self.store.records(where):
+            ids.append(record.id)
+            touched.add(str(record.metadata.get("source", "")))
+        if sources and not ids:
+            # A JSONL file's records have sources "<file>#<id>": match them by prefix.
+            prefixes = tuple(f"{s}#" for s in sources)
+            for record in self.store.records():
+                source = str(record.metadata.get("source", ""))
+                if source.startswith(prefixes):
+                    ids.append(record.id)
+                    touched.add(source)
+        if ids:
+            self.store.delete(ids)
+            self.state.delete_chunk_records(ids)
+            self.state.forget_sources(touched)
+        return len(ids)
+
+    def close(self) -> None:
+        if "store" in self.__dict__:
+            self.store.close()
+        if "state" in self.__dict__:
+            self.state.close()

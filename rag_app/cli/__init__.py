@@ -1,0 +1,124 @@
+"""`rag-app` command line. One module per command group; options also read RAG_* variables."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rag_app.errors import RagAppError
+
+app = typer.Typer(
+    name="rag-app",
+    help="Permission-aware RAG: ingest documents, query them as a user, manage the index.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+class Context:
+    """Per-invocation state: settings overrides from global options, the App once built."""
+
+    def __init__(self, overrides: dict[str, Any]) -> None:
+        self.overrides = {k: v for k, v in overrides.items() if v is not None}
+        self._app: Any = None
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            from pydantic import ValidationError
+
+            from rag_app.app import App
+            from rag_app.settings import Settings
+
+            try:
+                settings = Settings(**self.overrides)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise RagAppError(f"invalid settings: {problems}") from exc
+            self._app = App(settings)
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data folder (env RAG_DATA_DIR).", show_default=False)
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="Collection name (env RAG_COLLECTION).", show_default=False)
+    ] = None,
+    chroma_url: Annotated[
+        str | None,
+        typer.Option(help="Chroma server URL (env RAG_CHROMA_URL).", show_default=False),
+    ] = None,
+    users_file: Annotated[
+        Path | None, typer.Option(help="Users file (env RAG_USERS_FILE).", show_default=False)
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    context = Context(
+        {
+            "data_dir": data_dir,
+            "collection": collection,
+            "chroma_url": chroma_url,
+            "users_file": users_file,
+        }
+    )
+    ctx.obj = context
+    ctx.call_on_close(context.close)
+
+
+def _register() -> None:
+    from rag_app.cli import admin, ingest, query
+
+    ingest.register(app)
+    query.register(app)
+    admin.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    from rag_app import configure_offline
+
+    configure_offline()
+    try:
+        result = app(standalone_mode=False)
+    except RagAppError as exc:
+        typer.secho(f"Error: {exc}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.secho("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.secho("Interrupted; the next run completes the work.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    if isinstance(result, int) and not isinstance(result, bool):
+        sys.exit(result)

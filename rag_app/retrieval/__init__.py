@@ -1,0 +1,1 @@
+"""Filters, permissions and permission-aware search (import the submodules)."""

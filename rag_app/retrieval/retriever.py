@@ -1,0 +1,37 @@
+"""LangChain retriever bound to a principal: chains can only search as someone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag_app.retrieval.permissions import Principal
+from rag_app.retrieval.search import SecureSearch
+
+
+class PermissionAwareRetriever(BaseRetriever):
+    """Dense retrieval through `SecureSearch` as `principal`, narrowed by `filter`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    search: SecureSearch
+    principal: Principal
+    filter: dict[str, Any] | str | None = None
+    k: int = 5
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        result = self.search.search(self.principal, query, filter=self.filter, k=self.k)
+        return [
+            Document(
+                id=hit.id,
+                page_content=hit.text,
+                metadata={**hit.metadata, "score": hit.score, "chunk_id": hit.id},
+            )
+            for hit in result.hits
+        ]

@@ -1,0 +1,123 @@
+"""Permission-aware search: the only read path to a store.
+
+Every query ANDs the principal's access filter with the caller's filter inside the store
+query (pre-filter, so k is never starved), then re-checks every hit and drops (and logs) any
+that the principal may not read. Any error while building the access filter or checking hits
+returns no documents. Errors in the caller's own filter are reported (`FilterError`): they
+are the caller's to fix, and they can never widen access.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rag_app.embeddings import EmbeddingModel
+from rag_app.errors import FilterError
+from rag_app.retrieval.filters import FieldKind, Node, parse_filter, to_dict
+from rag_app.retrieval.permissions import Principal, can_read, effective_filter
+from rag_app.stores.base import StoreHit, VectorStorePort
+
+log = logging.getLogger(__name__)
+audit = logging.getLogger("rag_app.audit")
+
+FilterInput = Mapping[str, Any] | str | Node | None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[StoreHit]
+    effective_filter: dict[str, Any]
+    dropped: int = 0  # hits removed by the per-hit re-check (should always be 0)
+    denied: bool = False  # the access filter could not be built: nothing was searched
+
+
+class SecureSearch:
+    def __init__(
+        self,
+        store: VectorStorePort,
+        embeddings: EmbeddingModel,
+        *,
+        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        date_fields: tuple[str, ...] = (),
+        default_k: int = 5,
+    ) -> None:
+        self.store = store
+        self.embeddings = embeddings
+        self._known_fields = known_fields
+        self.date_fields = date_fields
+        self.default_k = default_k
+
+    def parse_caller_filter(self, raw: FilterInput) -> Node | None:
+        """Validate a caller's filter (raises `FilterError` naming the problem)."""
+        if raw is None or isinstance(raw, Mapping | str):
+            known = self._known_fields() if self._known_fields else None
+            return parse_filter(raw, known_fields=known or None, date_fields=self.date_fields)
+        return raw
+
+    def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
+        """The filter a query would run with (for display). Raises on a bad caller filter."""
+        return to_dict(effective_filter(principal, self.parse_caller_filter(raw)))
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: FilterInput = None,  # noqa: A002 - the natural name for callers
+        k: int | None = None,
+    ) -> SearchResult:
+        caller = self.parse_caller_filter(filter)
+        k = self.default_k if k is None else k
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+            raise FilterError(f"k must be an integer between 1 and 1000, got {k!r}")
+        try:
+            where = effective_filter(principal, caller)
+        except FilterError:
+            raise
+        except Exception:
+            audit.exception("access filter could not be built for %r; returning nothing", principal)
+            return SearchResult(hits=[], effective_filter={}, denied=True)
+        vector = self.embeddings.embed_query(query)
+        return self._run(principal, vector, k, where)
+
+    def search_by_vector(
+        self,
+        principal: Principal,
+        vector: list[float],
+        *,
+        filter: FilterInput = None,  # noqa: A002
+        k: int | None = None,
+    ) -> SearchResult:
+        caller = self.parse_caller_filter(filter)
+        try:
+            where = effective_filter(principal, caller)
+        except FilterError:
+            raise
+        except Exception:
+            audit.exception("access filter could not be built for %r; returning nothing", principal)
+            return SearchResult(hits=[], effective_filter={}, denied=True)
+        return self._run(principal, vector, self.default_k if k is None else k, where)
+
+    def _run(self, principal: Principal, vector: list[float], k: int, where: Node) -> SearchResult:
+        hits = self.store.query(vector, k, where)
+        allowed: list[StoreHit] = []
+        dropped = 0
+        for hit in hits:
+            try:
+                ok = can_read(principal, hit.metadata)
+            except Exception:
+                ok = False
+            if ok:
+                allowed.append(hit)
+            else:
+                dropped += 1
+                audit.error(
+                    "store returned chunk %s (tenant=%r) outside %s's access; dropped",
+                    hit.id,
+                    hit.metadata.get("tenant"),
+                    principal.describe(),
+                )
+        return SearchResult(hits=allowed, effective_filter=to_dict(where), dropped=dropped)

@@ -1,0 +1,107 @@
+"""Typed settings. Built once by the composition root (`rag_app.app`); never read at import time.
+
+Every field can be set with an environment variable ``RAG_<FIELD>`` (or in a ``.env`` file);
+``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` are also read under their usual names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+StoreName = Literal["chroma", "pinecone", "weaviate"]
+EmbeddingsName = Literal["local", "openai"]
+CleanupMode = Literal["incremental", "full"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------
+    store: StoreName = Field("chroma", description="Vector store backend.")
+    data_dir: Path = Field(Path("data"), description="Embedded Chroma files and ingest state.")
+    collection: str = Field(
+        "rag_app",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$",
+        description="Collection (index) name.",
+    )
+    chroma_url: str | None = Field(
+        None, description="Chroma server URL (e.g. http://127.0.0.1:8000); unset = embedded."
+    )
+    state_db_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the ingest state (record manager); "
+        "default: sqlite file in data_dir.",
+    )
+
+    # --- embeddings --------------------------------------------------------------------
+    embeddings: EmbeddingsName = Field("local", description="Embedding model family.")
+    local_model_path: Path | None = Field(
+        None, description="Sentence-transformers model folder; default: bundled all-MiniLM-L6-v2."
+    )
+    embed_batch_size: int = Field(64, ge=1, le=4096)
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("RAG_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    openai_embedding_model: str = "text-embedding-3-small"
+    openai_embedding_dimensions: int | None = Field(None, ge=1)
+
+    # --- ingestion ---------------------------------------------------------------------
+    chunk_size: int = Field(200, ge=16, description="Chunk size in the embedding model's tokens.")
+    chunk_overlap: int = Field(32, ge=0, description="Overlap between chunks, in tokens.")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are rejected.")
+    date_fields: list[str] = Field(
+        default_factory=lambda: ["created_at", "updated_at", "published_at", "date"],
+        description="Metadata fields holding dates (stored as epoch seconds + ISO copy).",
+    )
+
+    # --- retrieval ---------------------------------------------------------------------
+    k: int = Field(5, ge=1, le=1000, description="Number of chunks retrieved per query.")
+    users_file: Path = Field(Path("demo/users.yaml"), description="Users, tenants and groups.")
+
+    @field_validator("date_fields", mode="before")
+    @classmethod
+    def _split_csv(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than "
+                f"chunk_size ({self.chunk_size})"
+            )
+        if self.embeddings == "openai" and self.openai_api_key is None and not self.openai_base_url:
+            raise ValueError(
+                "embeddings=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible "
+                "server)"
+            )
+        return self
+
+    @property
+    def state_url(self) -> str:
+        if self.state_db_url:
+            return self.state_db_url
+        return f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
+
+    @property
+    def store_location(self) -> str:
+        """Identifies the physical index, so that ingest state never mixes two stores."""
+        if self.store == "chroma":
+            where = self.chroma_url or str((self.data_dir / "chroma").resolve())
+            return f"chroma:{where}:{self.collection}"
+        return f"{self.store}:{self.collection}"

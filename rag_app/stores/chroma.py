@@ -1,0 +1,201 @@
+"""Chroma adapter: embedded (`PersistentClient`) or a Chroma server (`HttpClient`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
+from rag_app.retrieval.filters import And, Cmp, Node, Or
+from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+
+log = logging.getLogger(__name__)
+
+_PAGE = 1000
+
+
+def translate(node: Node) -> dict[str, Any]:
+    """Portable grammar -> Chroma `where`."""
+    if isinstance(node, And | Or):
+        parts = [translate(item) for item in node.items]
+        if len(parts) == 1:
+            return parts[0]
+        return {"$and" if isinstance(node, And) else "$or": parts}
+    if isinstance(node, Cmp):
+        value: Any = node.value
+        if isinstance(value, tuple):
+            values = list(value)
+            # Chroma wants one type per list; ints and floats compare equal, so unify them.
+            if any(isinstance(v, float) for v in values) and all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                values = [float(v) for v in values]
+            value = values
+        return {node.field: {node.op: value}}
+    raise StoreError(f"cannot translate filter node {node!r}")
+
+
+class ChromaStore:
+    """`VectorStorePort` over one Chroma collection (cosine space)."""
+
+    def __init__(
+        self,
+        *,
+        collection: str,
+        dimension: int,
+        embedding_model: str,
+        path: Path | None = None,
+        url: str | None = None,
+    ) -> None:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        try:
+            if url:
+                parsed = urlparse(url)
+                if parsed.scheme not in ("http", "https") or not parsed.hostname:
+                    raise ConfigError(f"invalid Chroma URL {url!r}; expected http://host:port")
+                self._client = chromadb.HttpClient(
+                    host=parsed.hostname,
+                    port=parsed.port or (443 if parsed.scheme == "https" else 8000),
+                    ssl=parsed.scheme == "https",
+                    settings=chroma_settings,
+                )
+                location = url
+            else:
+                if path is None:
+                    raise ConfigError("embedded Chroma needs a data path")
+                path.mkdir(parents=True, exist_ok=True)
+                self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+                location = str(path)
+            self._collection = self._client.get_or_create_collection(
+                name=collection,
+                embedding_function=None,  # never let Chroma load its default ONNX model
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": embedding_model, "dimension": dimension},
+            )
+        except ConfigError:
+            raise
+        except Exception as exc:
+            where = url or str(path)
+            raise StoreError(f"cannot open Chroma collection {collection!r} at {where}: {exc}") from exc
+
+        meta = self._collection.metadata or {}
+        stored_model, stored_dim = meta.get("embedding_model"), meta.get("dimension")
+        if stored_dim is not None and int(stored_dim) != dimension:
+            raise ConfigError(
+                f"collection {collection!r} holds {stored_dim}-dimensional vectors from "
+                f"{stored_model!r}, but the configured embedding model {embedding_model!r} "
+                f"produces {dimension}. Use another RAG_COLLECTION or switch the model back."
+            )
+        if stored_model is not None and stored_model != embedding_model:
+            raise ConfigError(
+                f"collection {collection!r} was built with embedding model {stored_model!r}, "
+                f"not {embedding_model!r}; mixing models makes scores meaningless. Use another "
+                "RAG_COLLECTION."
+            )
+        self._info = StoreInfo(
+            backend="chroma-server" if url else "chroma",
+            location=location,
+            collection=collection,
+            dimension=dimension,
+            embedding_model=embedding_model,
+        )
+        try:
+            self._max_batch = int(self._client.get_max_batch_size())
+        except Exception:
+            self._max_batch = 5000
+
+    @property
+    def info(self) -> StoreInfo:
+        return self._info
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        metadatas: Sequence[Metadata],
+    ) -> None:
+        if not (len(ids) == len(texts) == len(vectors) == len(metadatas)):
+            raise StoreError("upsert: ids, texts, vectors and metadatas differ in length")
+        for vec in vectors:
+            if len(vec) != self._info.dimension:
+                raise DimensionMismatchError(
+                    f"embedding has {len(vec)} dimensions, collection "
+                    f"{self._info.collection!r} expects {self._info.dimension}"
+                )
+        for start in range(0, len(ids), self._max_batch):
+            end = start + self._max_batch
+            try:
+                self._collection.upsert(
+                    ids=list(ids[start:end]),
+                    documents=list(texts[start:end]),
+                    embeddings=[list(v) for v in vectors[start:end]],
+                    metadatas=[dict(m) for m in metadatas[start:end]],  # type: ignore[misc]
+                )
+            except Exception as exc:
+                raise StoreError(f"Chroma rejected the write: {exc}") from exc
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), self._max_batch):
+            batch = list(ids[start : start + self._max_batch])
+            if batch:
+                self._collection.delete(ids=batch)
+
+    def query(self, vector: Sequence[float], k: int, where: Node | None) -> list[StoreHit]:
+        kwargs: dict[str, Any] = {
+            "query_embeddings": [list(vector)],
+            "n_results": k,
+            "include": ["documents", "metadatas", "distances"],
+        }
+        if where is not None:
+            kwargs["where"] = translate(where)
+        try:
+            res = self._collection.query(**kwargs)
+        except Exception as exc:
+            raise StoreError(f"Chroma query failed: {exc}") from exc
+        ids = res["ids"][0]
+        docs = (res.get("documents") or [[]])[0] or [""] * len(ids)
+        metas = (res.get("metadatas") or [[]])[0] or [{}] * len(ids)
+        dists = (res.get("distances") or [[]])[0] or [1.0] * len(ids)
+        return [
+            StoreHit(id=i, text=d or "", metadata=dict(m or {}), score=1.0 - float(dist))
+            for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
+        ]
+
+    def records(self, where: Node | None = None, *, with_text: bool = False) -> Iterator[
+        StoreRecord
+    ]:
+        include: list[Any] = ["metadatas", "documents"] if with_text else ["metadatas"]
+        offset = 0
+        native = translate(where) if where is not None else None
+        while True:
+            res = self._collection.get(
+                where=native, include=include, limit=_PAGE, offset=offset
+            )
+            ids = res["ids"]
+            if not ids:
+                return
+            metas = res.get("metadatas") or [{}] * len(ids)
+            docs = res.get("documents") if with_text else None
+            for n, record_id in enumerate(ids):
+                yield StoreRecord(
+                    id=record_id,
+                    metadata=dict(metas[n] or {}),
+                    text=(docs[n] if docs else None),
+                )
+            if len(ids) < _PAGE:
+                return
+            offset += len(ids)
+
+    def count(self) -> int:
+        return int(self._collection.count())
+
+    def close(self) -> None:
+        # PersistentClient keeps no sockets; dropping references is enough.
+        self._collection = None  # type: ignore[assignment]

@@ -86,12 +86,26 @@ class LocalEmbeddings(Embeddings):
 
     @property
     def name(self) -> str:
-        return self.model_path.name if self.model_path != bundled_minilm_path() else (
-            "all-MiniLM-L6-v2"
-        )
+        if self.model_path == bundled_minilm_path():
+            return "all-MiniLM-L6-v2"
+        return self.model_path.name
+
+    def _read_json(self, *parts: str) -> dict[str, Any]:
+        import json
+
+        path = self.model_path.joinpath(*parts)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     @property
     def dimension(self) -> int:
+        """From the model's config files when possible, so opening a store loads no weights."""
+        pooling = self._read_json("1_Pooling", "config.json")
+        if isinstance(pooling.get("word_embedding_dimension"), int):
+            return int(pooling["word_embedding_dimension"])
         model = self.model
         getter = getattr(model, "get_embedding_dimension", None) or getattr(
             model, "get_sentence_embedding_dimension"
@@ -101,13 +115,23 @@ class LocalEmbeddings(Embeddings):
     @property
     def max_tokens(self) -> int:
         # max_seq_length counts [CLS] and [SEP]; content tokens are two fewer.
+        config = self._read_json("sentence_bert_config.json")
+        if isinstance(config.get("max_seq_length"), int):
+            return int(config["max_seq_length"]) - 2
         return int(self.model.max_seq_length) - 2
 
     def _tokenizer(self) -> Any:
+        """The model's fast tokenizer without truncation or padding (for counting)."""
         if self._backend_tokenizer is None:
-            import copy
+            tokenizer_file = self.model_path / "tokenizer.json"
+            if tokenizer_file.exists():
+                from tokenizers import Tokenizer
 
-            backend = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
+                backend = Tokenizer.from_file(str(tokenizer_file))
+            else:
+                import copy
+
+                backend = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
             backend.no_truncation()
             backend.no_padding()
             self._backend_tokenizer = backend
@@ -118,7 +142,8 @@ class LocalEmbeddings(Embeddings):
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character span of each content token (used for hard splits of over-long text)."""
-        return [tuple(o) for o in self._tokenizer().encode(text, add_special_tokens=False).offsets]
+        encoding = self._tokenizer().encode(text, add_special_tokens=False)
+        return [(int(a), int(b)) for a, b in encoding.offsets]
 
     # -- Embeddings API -----------------------------------------------------------------
     def embed_documents(self, texts: list[str]) -> list[list[float]]:

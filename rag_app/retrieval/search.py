@@ -49,13 +49,28 @@ class SecureSearch:
         self._known_fields = known_fields
         self.date_fields = date_fields
         self.default_k = default_k
+        self._fields_cache: dict[str, FieldKind] | None = None
+
+    def _fields(self, refresh: bool = False) -> Mapping[str, FieldKind] | None:
+        if self._known_fields is None:
+            return None
+        if refresh or self._fields_cache is None:
+            self._fields_cache = dict(self._known_fields())
+        return self._fields_cache or None
 
     def parse_caller_filter(self, raw: FilterInput) -> Node | None:
         """Validate a caller's filter (raises `FilterError` naming the problem)."""
-        if raw is None or isinstance(raw, Mapping | str):
-            known = self._known_fields() if self._known_fields else None
-            return parse_filter(raw, known_fields=known or None, date_fields=self.date_fields)
-        return raw
+        if raw is not None and not isinstance(raw, Mapping | str):
+            return raw
+        if not raw:
+            return None
+        try:
+            return parse_filter(raw, known_fields=self._fields(), date_fields=self.date_fields)
+        except FilterError:
+            # The field catalog may have grown since it was cached (another process ingested).
+            return parse_filter(
+                raw, known_fields=self._fields(refresh=True), date_fields=self.date_fields
+            )
 
     def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
         """The filter a query would run with (for display). Raises on a bad caller filter."""

@@ -48,9 +48,12 @@ class PortVectorStore(VectorStore):
         metas = metadatas or [{} for _ in texts]
         dimension = self.port.info.dimension
         vectors: list[list[float]] = []
-        # Embed everything first and check it, so that a bad vector writes nothing.
-        for start in range(0, len(texts), self.embed_batch_size):
-            batch = texts[start : start + self.embed_batch_size]
+        # Embed everything first and check it, so that a bad vector writes nothing. Groups are
+        # several model batches long: sentence-transformers sorts each call's texts by length,
+        # which cuts padding, so larger groups embed faster (progress is reported per group).
+        group = max(self.embed_batch_size * 16, 1024)
+        for start in range(0, len(texts), group):
+            batch = texts[start : start + group]
             for vec in self._embeddings.embed_documents(batch):
                 problem = check_vector(vec, dimension)
                 if problem:

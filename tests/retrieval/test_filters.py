@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import pytest
+
+from rag_app.errors import FilterError
+from rag_app.retrieval.filters import And, Cmp, Or, matches, parse_filter, to_dict, to_epoch
+
+KNOWN = {"category": "str", "year": "int", "score": "float", "tags": "list", "draft": "bool",
+         "created_at": "int"}
+
+
+def p(raw, **kw):
+    kw.setdefault("known_fields", KNOWN)
+    kw.setdefault("date_fields", ["created_at"])
+    return parse_filter(raw, **kw)
+
+
+def test_empty_filters_mean_no_filter():
+    assert p(None) is None
+    assert p({}) is None
+    assert p("") is None
+    assert p("  ") is None
+
+
+def test_shorthand_and_operators():
+    assert p({"category": "hr"}) == Cmp("category", "$eq", "hr")
+    assert p('{"year": {"$gte": 2020, "$lt": 2025}}') == And(
+        (Cmp("year", "$gte", 2020), Cmp("year", "$lt", 2025))
+    )
+    assert p({"$or": [{"category": "hr"}, {"tags": {"$contains": "x"}}]}) == Or(
+        (Cmp("category", "$eq", "hr"), Cmp("tags", "$contains", "x"))
+    )
+    # one-item logical lists collapse
+    assert p({"$and": [{"category": "hr"}]}) == Cmp("category", "$eq", "hr")
+    assert p({"category": {"$in": ["a", "b"]}}) == Cmp("category", "$in", ("a", "b"))
+
+
+def test_iso_dates_become_epoch_seconds_on_date_fields():
+    node = p({"created_at": {"$gte": "2024-01-01"}})
+    assert node == Cmp("created_at", "$gte", 1704067200)
+    node = p({"created_at": {"$lt": "2024-01-01T12:00:00Z"}})
+    assert node == Cmp("created_at", "$lt", 1704110400)
+    assert to_epoch("2024-01-01T00:00:00+01:00") == 1704063600
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ({"category": {"$regex": ".*"}}, "unknown operator '$regex'"),
+        ({"$where": "1"}, "unknown logical operator '$where'"),
+        ({"$gt": 1}, "comparison operator"),
+        ({"catgory": "hr"}, "unknown field 'catgory'"),
+        ({"year": {"$gt": "soon"}}, "$gt needs a number"),
+        ({"category": {"$gt": 3}}, "needs a numeric or date field"),
+        ({"created_at": {"$gt": "yesterday"}}, "not an ISO date"),
+        ({"category": {"$in": []}}, "non-empty list"),
+        ({"category": {"$in": ["a", 1]}}, "same type"),
+        ({"category": ["a", "b"]}, "bare list is ambiguous"),
+        ({"tags": "x"}, "holds lists"),
+        ({"category": {"$contains": "x"}}, "list membership"),
+        ({"$or": []}, "non-empty list"),
+        ({"$or": [1]}, "expected an object"),
+        ({"category": {}}, "empty operator object"),
+        ({"bad-name": 1}, "invalid field name"),
+        ({"category": {"a": 1}}, "unknown operator 'a'"),
+        ({"category": {"$eq": {"nested": 1}}}, "expected a string, number or boolean"),
+        ({"score": {"$gt": float("nan")}}, "not a finite number"),
+    ],
+)
+def test_errors_name_the_problem(raw, message):
+    with pytest.raises(FilterError) as info:
+        p(raw)
+    assert message in str(info.value)
+
+
+def test_unknown_fields_allowed_without_schema():
+    assert parse_filter({"anything": 1}) == Cmp("anything", "$eq", 1)
+
+
+def test_depth_and_size_limits():
+    deep: dict = {"category": "x"}
+    for _ in range(12):
+        deep = {"$and": [deep, {"category": "y"}]}
+    with pytest.raises(FilterError, match="nested more than"):
+        p(deep)
+    wide = {"$or": [{"year": i} for i in range(600)]}
+    with pytest.raises(FilterError, match="too large"):
+        p(wide)
+
+
+def test_to_dict_round_trips():
+    raw = {"$and": [{"category": {"$eq": "hr"}}, {"$or": [{"year": {"$gt": 1}},
+                                                         {"tags": {"$contains": "a"}}]}]}
+    node = p(raw)
+    assert p(to_dict(node)) == node
+
+
+META = {"category": "hr", "year": 2024, "score": 0.5, "tags": ["a", "b"], "draft": True}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"category": "hr"}, True),
+        ({"category": {"$ne": "hr"}}, False),
+        ({"missing": {"$ne": "x"}}, True),  # $ne is true for a missing field
+        ({"missing": {"$nin": ["x"]}}, True),
+        ({"missing": "x"}, False),
+        ({"missing": {"$gt": 1}}, False),
+        ({"year": {"$gte": 2024}}, True),
+        ({"year": {"$gt": 2024}}, False),
+        ({"score": {"$lt": 1}}, True),
+        ({"year": {"$in": [2023, 2024]}}, True),
+        ({"year": {"$nin": [2023, 2024]}}, False),
+        ({"tags": {"$contains": "a"}}, True),
+        ({"tags": {"$contains": "z"}}, False),
+        ({"draft": True}, True),
+        ({"draft": 1}, False),  # booleans never equal numbers
+        ({"$or": [{"category": "x"}, {"year": 2024}]}, True),
+        ({"$and": [{"category": "hr"}, {"year": 1}]}, False),
+    ],
+)
+def test_matches_reference_semantics(raw, expected):
+    assert matches(parse_filter(raw), META) is expected

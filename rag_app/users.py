@@ -17,6 +17,7 @@ class UserRecord(BaseModel):
     tenant: str
     groups: list[str] = Field(default_factory=list)
     display_name: str | None = None
+    title: str | None = None  # job title, for display
     password_hash: str | None = None
 
 

@@ -24,7 +24,7 @@ ACL_FIELD = "acl"
 RESERVED_FILTER_FIELDS = frozenset({TENANT_FIELD, ACL_FIELD})
 PUBLIC = "public"
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}\Z")
 ACL_TOKEN_RE = re.compile(r"^(public|(user|group):[A-Za-z0-9][A-Za-z0-9._@-]{0,127})$")
 
 

@@ -131,11 +131,17 @@ class App:
         return Principal.anonymous(tenant)
 
     def retriever(
-        self, principal: Principal, *, filter: Mapping[str, Any] | str | None = None,  # noqa: A002
+        self,
+        principal: Principal,
+        *,
+        filter: Mapping[str, Any] | str | None = None,
         k: int | None = None,
     ) -> PermissionAwareRetriever:
         return PermissionAwareRetriever(
-            search=self.search, principal=principal, filter=filter, k=k or self.settings.k
+            search=self.search,
+            principal=principal,
+            filter=dict(filter) if isinstance(filter, Mapping) else filter,
+            k=k or self.settings.k,
         )
 
     def admin_filter(self, raw: Mapping[str, Any] | str | None) -> Node | None:
@@ -168,7 +174,7 @@ class App:
             ],
         }
 
-    def delete(self, *, sources: Iterable[str] = (), filter: Any = None) -> int:  # noqa: A002
+    def delete(self, *, sources: Iterable[str] = (), filter: Any = None) -> int:
         """Delete chunks by source or by an (operator) filter; keeps the ingest state in step,
         so a later ingest of the same file adds it back."""
         sources = [s for s in sources if s]

@@ -107,8 +107,9 @@ class LocalEmbeddings(Embeddings):
         if isinstance(pooling.get("word_embedding_dimension"), int):
             return int(pooling["word_embedding_dimension"])
         model = self.model
-        getter = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
         )
         return int(getter())
 

@@ -15,7 +15,7 @@ class FilterError(RagAppError):
     """A metadata filter is malformed, uses an unknown operator or field, or is not allowed."""
 
 
-class AccessDenied(RagAppError):  # noqa: N818 - reads better at call sites
+class AccessDenied(RagAppError):
     """The principal cannot be resolved or is not allowed to do this."""
 
 
@@ -27,7 +27,7 @@ class DimensionMismatchError(StoreError):
     """A vector's length differs from the collection's dimension."""
 
 
-class RejectedInput(RagAppError):  # noqa: N818
+class RejectedInput(RagAppError):
     """One input file (or one record of it) cannot be ingested."""
 
     def __init__(self, reason: str, *, location: str | None = None) -> None:

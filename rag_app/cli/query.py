@@ -21,7 +21,9 @@ def query(
     ] = None,
     filter_: Annotated[
         str | None,
-        typer.Option("--filter", "-f", help='Metadata filter as JSON, e.g. \'{"category": "hr"}\'.'),
+        typer.Option(
+            "--filter", "-f", help='Metadata filter as JSON, e.g. \'{"category": "hr"}\'.'
+        ),
     ] = None,
     k: Annotated[int | None, typer.Option("-k", help="Number of chunks.", min=1, max=1000)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,

@@ -70,9 +70,7 @@ def _check_value(key: str, value: Any) -> Any:
     return _check_scalar(key, value)
 
 
-def normalize_metadata(
-    raw: Mapping[str, Any], *, date_fields: Iterable[str]
-) -> dict[str, Any]:
+def normalize_metadata(raw: Mapping[str, Any], *, date_fields: Iterable[str]) -> dict[str, Any]:
     """Validate and normalise one document's metadata (raises ValueError with the reason)."""
     dates = set(date_fields)
     out: dict[str, Any] = {}

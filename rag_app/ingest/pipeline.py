@@ -198,7 +198,9 @@ class Ingestor:
         sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
         if sidecar.exists():
             digest.update(b"\0sidecar\0" + sidecar.read_bytes())
-        digest.update(b"\0overrides\0" + json.dumps(overrides, sort_keys=True, default=str).encode())
+        digest.update(
+            b"\0overrides\0" + json.dumps(overrides, sort_keys=True, default=str).encode()
+        )
         digest.update(b"\0source\0" + display_source(path).encode())
         digest.update(b"\0settings\0" + self.settings_fingerprint.encode())
         return digest.hexdigest()
@@ -298,9 +300,9 @@ class Ingestor:
             if key in seen_keys:
                 continue
             key_path = Path(key)
-            if any(key_path == root or root in key_path.parents for root in resolved_roots):
-                if not key_path.exists():
-                    vanished.append(key)
+            under_root = any(key_path == r or r in key_path.parents for r in resolved_roots)
+            if under_root and not key_path.exists():
+                vanished.append(key)
         if vanished:
             report.chunks_deleted += self.remove_files(vanished)
             report.files_removed += len(vanished)

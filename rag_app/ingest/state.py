@@ -180,7 +180,7 @@ class IngestState:
                     fields_table.c.namespace == self.namespace
                 )
             ).all()
-        return {name: kind for name, kind in rows}  # type: ignore[misc]
+        return {name: kind for name, kind in rows}
 
     def close(self) -> None:
         self.engine.dispose()

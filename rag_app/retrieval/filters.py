@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Literal, TypeAlias
@@ -74,7 +74,8 @@ def to_epoch(value: str | date | datetime) -> int | float:
             text = text[:-1] + "+00:00"
         try:
             parsed: date | datetime = (
-                datetime.fromisoformat(text) if ("T" in text or " " in text or ":" in text)
+                datetime.fromisoformat(text)
+                if ("T" in text or " " in text or ":" in text)
                 else date.fromisoformat(text)
             )
         except ValueError as exc:
@@ -129,11 +130,12 @@ class FilterParser:
             try:
                 raw = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise FilterError(f"filter is not valid JSON: {exc.msg} at column {exc.colno}")
+                raise FilterError(
+                    f"filter is not valid JSON: {exc.msg} at column {exc.colno}"
+                ) from None
         if not isinstance(raw, Mapping):
             raise FilterError(
-                f"filter must be a JSON object like {{\"category\": \"hr\"}}, "
-                f"got {type(raw).__name__}"
+                f'filter must be a JSON object like {{"category": "hr"}}, got {type(raw).__name__}'
             )
         if not raw:
             return None
@@ -210,8 +212,7 @@ class FilterParser:
             return clauses[0] if len(clauses) == 1 else And(tuple(clauses))
         if isinstance(value, list):
             raise FilterError(
-                f"{path}: a bare list is ambiguous; use {{\"$in\": [...]}} or "
-                f"{{\"$contains\": value}}"
+                f'{path}: a bare list is ambiguous; use {{"$in": [...]}} or {{"$contains": value}}'
             )
         return self._cmp(field, "$eq", value, kind, path)
 
@@ -253,7 +254,7 @@ class FilterParser:
             return
         if kind == "list":
             raise FilterError(
-                f"{path}: {field!r} holds lists; use {{\"{field}\": {{\"$contains\": "
+                f'{path}: {field!r} holds lists; use {{"{field}": {{"$contains": '
                 f"{json.dumps(value)}}}}}"
             )
         if op in RANGE_OPS and kind in ("str", "bool"):

@@ -81,7 +81,7 @@ class SecureSearch:
         principal: Principal,
         query: str,
         *,
-        filter: FilterInput = None,  # noqa: A002 - the natural name for callers
+        filter: FilterInput = None,
         k: int | None = None,
     ) -> SearchResult:
         caller = self.parse_caller_filter(filter)
@@ -103,7 +103,7 @@ class SecureSearch:
         principal: Principal,
         vector: list[float],
         *,
-        filter: FilterInput = None,  # noqa: A002
+        filter: FilterInput = None,
         k: int | None = None,
     ) -> SearchResult:
         caller = self.parse_caller_filter(filter)

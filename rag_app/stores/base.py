@@ -67,9 +67,9 @@ class VectorStorePort(Protocol):
         the store's search so that k is never starved)."""
         ...
 
-    def records(self, where: Node | None = None, *, with_text: bool = False) -> Iterator[
-        StoreRecord
-    ]:
+    def records(
+        self, where: Node | None = None, *, with_text: bool = False
+    ) -> Iterator[StoreRecord]:
         """Iterate over records matching `where` (for stats, deletes and keyword indexes)."""
         ...
 

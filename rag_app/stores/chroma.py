@@ -82,7 +82,9 @@ class ChromaStore:
             raise
         except Exception as exc:
             where = url or str(path)
-            raise StoreError(f"cannot open Chroma collection {collection!r} at {where}: {exc}") from exc
+            raise StoreError(
+                f"cannot open Chroma collection {collection!r} at {where}: {exc}"
+            ) from exc
 
         meta = self._collection.metadata or {}
         stored_model, stored_dim = meta.get("embedding_model"), meta.get("dimension")
@@ -135,8 +137,8 @@ class ChromaStore:
                 self._collection.upsert(
                     ids=list(ids[start:end]),
                     documents=list(texts[start:end]),
-                    embeddings=[list(v) for v in vectors[start:end]],
-                    metadatas=[dict(m) for m in metadatas[start:end]],  # type: ignore[misc]
+                    embeddings=[list(v) for v in vectors[start:end]],  # type: ignore[arg-type]
+                    metadatas=[dict(m) for m in metadatas[start:end]],
                 )
             except Exception as exc:
                 raise StoreError(f"Chroma rejected the write: {exc}") from exc
@@ -168,16 +170,14 @@ class ChromaStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
-    def records(self, where: Node | None = None, *, with_text: bool = False) -> Iterator[
-        StoreRecord
-    ]:
+    def records(
+        self, where: Node | None = None, *, with_text: bool = False
+    ) -> Iterator[StoreRecord]:
         include: list[Any] = ["metadatas", "documents"] if with_text else ["metadatas"]
         offset = 0
         native = translate(where) if where is not None else None
         while True:
-            res = self._collection.get(
-                where=native, include=include, limit=_PAGE, offset=offset
-            )
+            res = self._collection.get(where=native, include=include, limit=_PAGE, offset=offset)
             ids = res["ids"]
             if not ids:
                 return

@@ -120,8 +120,9 @@ def test_unknown_user_and_anonymous(env):
     proc = run(["query", "x", "--user", "mallory"], env, check=False)
     assert proc.returncode == 2 and "unknown user 'mallory'" in proc.stderr
     res = json.loads(run(["query", "support hours", "--tenant", "halcyon", "--json"], env).stdout)
-    assert res["hits"] and all(h["metadata"]["acl"] == ["public"] or "public" in
-                               h["metadata"]["acl"] for h in res["hits"])
+    assert res["hits"] and all(
+        h["metadata"]["acl"] == ["public"] or "public" in h["metadata"]["acl"] for h in res["hits"]
+    )
 
 
 def test_stats_and_delete(env):

@@ -72,7 +72,7 @@ def test_bad_files_are_rejected_with_reason(tmp_path, name, content, message):
 def test_oversized_file(tmp_path):
     f = tmp_path / "big.txt"
     f.write_text("x" * 2000)
-    with pytest.raises(RejectedInput, match="over the 0.0 MB limit"):
+    with pytest.raises(RejectedInput, match=r"over the 0\.0 MB limit"):
         load_file(f, max_bytes=1000)
 
 
@@ -90,7 +90,9 @@ def test_html_text_and_title(tmp_path):
 
 def test_jsonl_beir_layout_and_bad_lines(tmp_path):
     lines = [
-        json.dumps({"_id": "d1", "title": "One", "text": "first", "tenant": "t", "acl": ["public"]}),
+        json.dumps(
+            {"_id": "d1", "title": "One", "text": "first", "tenant": "t", "acl": ["public"]}
+        ),
         "not json",
         json.dumps({"_id": "d2", "text": ""}),
         json.dumps({"_id": "d1", "text": "dup"}),

@@ -137,8 +137,7 @@ def test_bad_inputs_are_reported_and_nothing_stored_is_lost(tmp_path, corpus):
     report = app.ingestor.ingest([corpus])
 
     rejected = {Path(r.location).name: r.reason for r in report.rejected}
-    assert set(rejected) == {"b.md", "empty.md", "bin.txt", "nested.md", "mixed.md",
-                             "notenant.md"}
+    assert set(rejected) == {"b.md", "empty.md", "bin.txt", "nested.md", "mixed.md", "notenant.md"}
     assert "invalid front matter" in rejected["b.md"]
     assert "nested mapping" in rejected["nested.md"]
     assert "mixes types" in rejected["mixed.md"]
@@ -177,7 +176,10 @@ def test_jsonl_with_bad_lines_lands_good_records_and_retries_next_time(tmp_path)
     report = app.ingestor.ingest([corpus])
     assert report.ok
     assert sorted(r.metadata["source"].split("#")[1] for r in app.store.records()) == [
-        "1", "2", "3"]
+        "1",
+        "2",
+        "3",
+    ]
 
 
 def test_overrides_set_tenant_and_acl(tmp_path):
@@ -194,8 +196,9 @@ def test_overrides_set_tenant_and_acl(tmp_path):
 def test_delete_by_source_and_reingest_adds_back(tmp_path, corpus):
     app = make_app(tmp_path)
     app.ingestor.ingest([corpus])
-    source = next(r.metadata["source"] for r in app.store.records() if "b.md" in
-                  r.metadata["source"])
+    source = next(
+        r.metadata["source"] for r in app.store.records() if "b.md" in r.metadata["source"]
+    )
     n = app.delete(sources=[source])
     assert n > 0 and "b.md" not in ids_by_source(app)
     report = app.ingestor.ingest([corpus])

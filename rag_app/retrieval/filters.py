@@ -232,7 +232,8 @@ class FilterParser:
             values = tuple(_scalar(self._date(field, v, path), path) for v in operand)
             if len({_type_class(v) for v in values}) > 1:
                 raise FilterError(f"{path}: {op} values must all have the same type")
-            self._check_kind(field, op, values[0], kind, path)
+            for v in values:
+                self._check_kind(field, op, v, kind, path)
             return Cmp(field, op, values)  # type: ignore[arg-type]
         value = _scalar(self._date(field, operand, path), path)
         if op in RANGE_OPS and (isinstance(value, bool) or not isinstance(value, int | float)):
@@ -259,6 +260,12 @@ class FilterParser:
             )
         if op in RANGE_OPS and kind in ("str", "bool"):
             raise FilterError(f"{path}: {op} needs a numeric or date field; {field!r} is {kind}")
+        if kind == "int" and isinstance(value, float) and not value.is_integer():
+            # Stores disagree on int-vs-fractional comparisons (Chroma truncates the operand),
+            # so the portable grammar refuses them instead of returning wrong results.
+            raise FilterError(
+                f"{path}: {field!r} holds integers; compare it with an integer, not {value}"
+            )
 
 
 def _type_class(value: Scalar) -> str:

@@ -49,6 +49,10 @@ class Principal:
         _valid_name("tenant", self.tenant)
         if self.user_id is not None:
             _valid_name("user id", self.user_id)
+        if isinstance(self.groups, str | bytes) or not isinstance(
+            self.groups, frozenset | set | list | tuple
+        ):
+            raise AccessDenied(f"groups must be a collection of names, got {self.groups!r}")
         if not isinstance(self.groups, frozenset):
             object.__setattr__(self, "groups", frozenset(self.groups))
         for group in self.groups:

@@ -85,9 +85,7 @@ class SecureSearch:
         k: int | None = None,
     ) -> SearchResult:
         caller = self.parse_caller_filter(filter)
-        k = self.default_k if k is None else k
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-            raise FilterError(f"k must be an integer between 1 and 1000, got {k!r}")
+        k = self._check_k(k)
         try:
             where = effective_filter(principal, caller)
         except FilterError:
@@ -107,6 +105,7 @@ class SecureSearch:
         k: int | None = None,
     ) -> SearchResult:
         caller = self.parse_caller_filter(filter)
+        k = self._check_k(k)
         try:
             where = effective_filter(principal, caller)
         except FilterError:
@@ -114,7 +113,13 @@ class SecureSearch:
         except Exception:
             audit.exception("access filter could not be built for %r; returning nothing", principal)
             return SearchResult(hits=[], effective_filter={}, denied=True)
-        return self._run(principal, vector, self.default_k if k is None else k, where)
+        return self._run(principal, vector, k, where)
+
+    def _check_k(self, k: int | None) -> int:
+        k = self.default_k if k is None else k
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
+            raise FilterError(f"k must be an integer between 1 and 1000, got {k!r}")
+        return k
 
     def _run(self, principal: Principal, vector: list[float], k: int, where: Node) -> SearchResult:
         hits = self.store.query(vector, k, where)

@@ -133,15 +133,29 @@ class ChromaStore:
                 )
         for start in range(0, len(ids), self._max_batch):
             end = start + self._max_batch
+            batch_ids = list(ids[start:end])
+            batch_meta = [dict(m) for m in metadatas[start:end]]
             try:
+                self._clear_dropped_keys(batch_ids, batch_meta)
                 self._collection.upsert(
-                    ids=list(ids[start:end]),
+                    ids=batch_ids,
                     documents=list(texts[start:end]),
                     embeddings=[list(v) for v in vectors[start:end]],  # type: ignore[arg-type]
-                    metadatas=[dict(m) for m in metadatas[start:end]],
+                    metadatas=[m or None for m in batch_meta],  # type: ignore[misc]
                 )
             except Exception as exc:
                 raise StoreError(f"Chroma rejected the write: {exc}") from exc
+
+    def _clear_dropped_keys(self, ids: list[str], metadatas: list[Metadata]) -> None:
+        """Chroma's upsert merges metadata into an existing record; the port promises
+        replacement, so keys the new metadata lacks are set to None (which removes them)."""
+        existing = self._collection.get(ids=ids, include=["metadatas"])
+        if not existing["ids"]:
+            return
+        old = dict(zip(existing["ids"], existing.get("metadatas") or [], strict=False))
+        for record_id, meta in zip(ids, metadatas, strict=True):
+            for key in (old.get(record_id) or {}).keys() - meta.keys():
+                meta[key] = None
 
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self._max_batch):

@@ -73,6 +73,8 @@ def test_iso_dates_become_epoch_seconds_on_date_fields():
         ({"category": {"a": 1}}, "unknown operator 'a'"),
         ({"category": {"$eq": {"nested": 1}}}, "expected a string, number or boolean"),
         ({"score": {"$gt": float("nan")}}, "not a finite number"),
+        ({"year": {"$gte": 2021.5}}, "holds integers"),
+        ({"year": {"$in": [2021, 2021.5]}}, "holds integers"),
     ],
 )
 def test_errors_name_the_problem(raw, message):

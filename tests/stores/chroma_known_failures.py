@@ -1,0 +1,19 @@
+"""Where ChromaStore (embedded and server alike, chromadb 1.5) breaks the store spec.
+
+Strict xfails: each entry fails the suite again once the adapter is fixed, so it must then be
+removed here.
+"""
+
+from __future__ import annotations
+
+_TRUNCATED_FLOAT = (
+    "Chroma compares an int metadata value with a non-integral float operand as if the "
+    "operand were truncated to an int (year=2021 matches $eq/$in/$gte 2021.5, and is excluded "
+    "by $ne 2021.5); ChromaStore.translate passes such floats through unchanged"
+)
+
+CHROMA_KNOWN_FAILURES: dict[str, str] = {
+    "test_filter_matches_the_reference_semantics[in-nonintegral-float-on-int]": _TRUNCATED_FLOAT,
+    "test_filter_matches_the_reference_semantics[gte-nonintegral-float-on-int]": _TRUNCATED_FLOAT,
+    "test_filter_matches_the_reference_semantics[ne-nonintegral-float-on-int]": _TRUNCATED_FLOAT,
+}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -19,12 +20,13 @@ _reference = HashEmbeddings(DIM)
 
 
 class _Handler(BaseHTTPRequestHandler):
-    requests: list[dict] = []
+    requests: ClassVar[list[dict]] = []
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        _Handler.requests.append({"path": self.path, "body": body, "auth": self.headers.get(
-            "Authorization")})
+        _Handler.requests.append(
+            {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+        )
         if self.path != "/v1/embeddings":
             self.send_error(404)
             return
@@ -35,8 +37,12 @@ class _Handler(BaseHTTPRequestHandler):
             for i, text in enumerate(inputs)
         ]
         payload = json.dumps(
-            {"object": "list", "data": data, "model": body["model"],
-             "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")

@@ -176,7 +176,7 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
             break
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    proc.communicate(timeout=120)
     assert proc.returncode != 0, "ingest finished before it could be interrupted"
 
     partial = json.loads(run(["stats", "--json"], e).stdout)["chunks"]

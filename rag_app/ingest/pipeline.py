@@ -42,7 +42,7 @@ from rag_app.stores.langchain_adapter import PortVectorStore
 
 log = logging.getLogger(__name__)
 
-INDEX_BATCH = 512
+INDEX_BATCH = 2048
 
 
 @dataclass

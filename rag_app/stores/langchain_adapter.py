@@ -47,21 +47,27 @@ class PortVectorStore(VectorStore):
             raise ValueError("PortVectorStore.add_texts needs one id per text")
         metas = metadatas or [{} for _ in texts]
         dimension = self.port.info.dimension
-        vectors: list[list[float]] = []
-        # Embed everything first and check it, so that a bad vector writes nothing. Groups are
-        # several model batches long: sentence-transformers sorts each call's texts by length,
-        # which cuts padding, so larger groups embed faster (progress is reported per group).
-        group = max(self.embed_batch_size * 16, 1024)
-        for start in range(0, len(texts), group):
-            batch = texts[start : start + group]
-            for vec in self._embeddings.embed_documents(batch):
+        # Embed everything first and check it, so that a bad vector writes nothing. Texts are
+        # embedded longest first, in groups (progress is reported per group): batches of
+        # similar length waste the least padding, exactly as one big encode call would.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors: list[list[float] | None] = [None] * len(texts)
+        group = max(self.embed_batch_size * 4, 256)
+        for start in range(0, len(order), group):
+            chosen = order[start : start + group]
+            embedded = self._embeddings.embed_documents([texts[i] for i in chosen])
+            if len(embedded) != len(chosen):
+                raise DimensionMismatchError(
+                    f"the embedding model returned {len(embedded)} vectors for {len(chosen)} texts"
+                )
+            for i, vec in zip(chosen, embedded, strict=True):
                 problem = check_vector(vec, dimension)
                 if problem:
                     raise DimensionMismatchError(problem)
-                vectors.append(vec)
+                vectors[i] = vec
             if self.on_progress:
-                self.on_progress(len(batch))
-        self.port.upsert(ids, texts, vectors, metas)
+                self.on_progress(len(chosen))
+        self.port.upsert(ids, texts, [v for v in vectors if v is not None], metas)
         return ids
 
     def add_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:

@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 StoreName = Literal["chroma", "pinecone", "weaviate"]
 EmbeddingsName = Literal["local", "openai"]
 CleanupMode = Literal["incremental", "full"]
+RetrieverName = Literal["dense", "bm25", "hybrid"]
+FusionName = Literal["rrf", "weighted"]
+LLMName = Literal["local", "openai"]
 
 
 class Settings(BaseSettings):
@@ -70,6 +73,26 @@ class Settings(BaseSettings):
     # --- retrieval ---------------------------------------------------------------------
     k: int = Field(5, ge=1, le=1000, description="Number of chunks retrieved per query.")
     users_file: Path = Field(Path("demo/users.yaml"), description="Users, tenants and groups.")
+    retriever: RetrieverName = Field("dense", description="dense | bm25 | hybrid.")
+    fusion: FusionName = Field("weighted", description="Hybrid fusion: rrf | weighted.")
+    hybrid_alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the dense half in weighted fusion."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+
+    # --- chat model ----------------------------------------------------------------------
+    llm: LLMName = Field("local", description="local (GGUF on the CPU) | openai.")
+    llm_model_path: Path | None = Field(
+        None, description="GGUF chat model file; default: the bundled demo model."
+    )
+    openai_chat_model: str = "gpt-4o-mini"
+    llm_temperature: float = Field(0.1, ge=0.0, le=2.0)
+    llm_max_tokens: int = Field(512, ge=16, le=8192, description="Answer length limit.")
+    llm_context_tokens: int = Field(4096, ge=512, description="Local model context window.")
+    llm_threads: int | None = Field(None, ge=1, description="CPU threads for the local model.")
+    history_tokens: int = Field(
+        1024, ge=0, description="Token budget of chat history kept per session."
+    )
 
     @field_validator("date_fields", mode="before")
     @classmethod

@@ -71,5 +71,12 @@ class UserDirectory:
     def principal(self, name: str) -> Principal:
         return self._principal(name, self.record(name))
 
+    def authenticate(self, name: str, password: str) -> bool:
+        """True iff the user exists and the password matches its hash (no hash: no login)."""
+        from rag_app.auth import verify_password
+
+        record = self._users.get(name)
+        return record is not None and verify_password(password, record.password_hash)
+
     def tenants(self) -> list[str]:
         return sorted({r.tenant for r in self._users.values()})

@@ -69,7 +69,21 @@ def users(ctx: typer.Context) -> int:
     return 0
 
 
+def hash_password_cmd(
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Password."),
+    ],
+) -> int:
+    """Print an scrypt hash to paste as `password_hash:` in the users file."""
+    from rag_app.auth import hash_password
+
+    typer.echo(hash_password(password))
+    return 0
+
+
 def register(app: typer.Typer) -> None:
     app.command("stats")(stats)
     app.command("delete")(delete)
     app.command("users")(users)
+    app.command("hash-password")(hash_password_cmd)

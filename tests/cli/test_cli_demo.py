@@ -184,6 +184,11 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
     rerun = json.loads(run(["ingest", "demo/corpus", "--no-progress", "--json"], e).stdout)
     assert rerun["rejected"] == []
     after = json.loads(run(["stats", "--json"], e).stdout)
-    # Same chunks as an uninterrupted ingest: nothing missing, nothing duplicated.
-    assert after["per_source"] == full["per_source"]
-    assert after["chunks"] == full["chunks"] >= partial
+
+    # Same chunks as an uninterrupted ingest of the demo corpus: nothing missing, nothing
+    # duplicated (the shared index may also hold files other tests added).
+    def demo_only(stats: dict) -> list:
+        return [r for r in stats["per_source"] if r["source"].startswith("demo/corpus/")]
+
+    assert demo_only(after) == demo_only(full)
+    assert after["chunks"] == sum(r["chunks"] for r in demo_only(full)) >= partial

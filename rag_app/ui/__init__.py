@@ -1,0 +1,1 @@
+"""Gradio chat UI: a thin shell over the application's services."""

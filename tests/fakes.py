@@ -81,3 +81,68 @@ class ExplodingEmbeddings(HashEmbeddings):
             self.calls += 1
             raise self.exc
         return super().embed_documents(texts)
+
+
+class CitingFakeChat:
+    """Factory for a streaming fake chat model: rewrites follow-ups when asked to condense,
+    and answers by quoting the first document with a [1] citation, token by token."""
+
+    @staticmethod
+    def build(delay: float = 0.0):  # noqa: ANN205 - returns a LangChain chat model
+        import re as _re
+        import time as _time
+        from collections.abc import Iterator
+        from typing import Any
+
+        from langchain_core.language_models import BaseChatModel
+        from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+        from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+
+        class _Model(BaseChatModel):
+            delay: float = 0.0
+            calls: int = 0
+
+            @property
+            def _llm_type(self) -> str:
+                return "citing-fake"
+
+            def _reply(self, messages: list[BaseMessage]) -> str:
+                text = "\n".join(str(m.content) for m in messages)
+                if "standalone" in text.lower():
+                    found = _re.search(r"Follow-up message:\s*(.*)", text)
+                    question = found.group(1).strip() if found else "the question"
+                    return f"{question} regarding parental leave"
+                match = _re.search(r"<document[^>]*>\s*(.*?)</document>", text, _re.S)
+                if not match:
+                    return "I don't know."
+                first = " ".join(match.group(1).split()[:12])
+                return f"According to the documents, {first} [1]."
+
+            def _generate(
+                self,
+                messages: list[BaseMessage],
+                stop: Any = None,
+                run_manager: Any = None,
+                **kwargs: Any,
+            ) -> ChatResult:
+                self.calls += 1
+                return ChatResult(
+                    generations=[ChatGeneration(message=AIMessage(content=self._reply(messages)))]
+                )
+
+            def _stream(
+                self,
+                messages: list[BaseMessage],
+                stop: Any = None,
+                run_manager: Any = None,
+                **kwargs: Any,
+            ) -> Iterator[ChatGenerationChunk]:
+                self.calls += 1
+                for i, word in enumerate(self._reply(messages).split(" ")):
+                    if self.delay:
+                        _time.sleep(self.delay)
+                    yield ChatGenerationChunk(
+                        message=AIMessageChunk(content=(" " if i else "") + word)
+                    )
+
+        return _Model(delay=delay)

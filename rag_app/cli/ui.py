@@ -1,0 +1,38 @@
+"""`rag-app serve`: the Gradio chat UI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.", envvar="RAG_UI_HOST")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port.", envvar="RAG_UI_PORT")] = 7860,
+    ingest: Annotated[
+        list[Path] | None,
+        typer.Option(help="Ingest these paths first (incremental; unchanged files cost nothing)."),
+    ] = None,
+) -> int:
+    """Start the chat UI in the browser (login with a user from the users file)."""
+    from rag_app.ui.app import launch
+
+    app = ctx.obj.app
+    if ingest:
+        report = app.ingestor.ingest(ingest)
+        typer.echo(
+            f"ingest: {report.files_indexed} indexed, {report.files_unchanged} unchanged, "
+            f"{len(report.rejected)} rejected"
+        )
+    typer.echo(f"Starting the chat UI on http://{host}:{port} (Ctrl-C to stop)")
+    launch(app, host=host, port=port)
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -71,7 +71,7 @@ def render_sources(sources: Sequence[SourceRecord], cited: Sequence[int] = ()) -
             f"**[{src.n}] {html.escape(src.title)}** — {mark}, score {score}  \n"
             f"`{html.escape(src.source)}`  \n"
             f"<small>{html.escape(meta_text)}</small>  \n"
-            f"> {html.escape(snippet)}\n"
+            f"<small><i>{html.escape(snippet)}</i></small>\n"
         )
     return "\n".join(lines)
 
@@ -356,8 +356,8 @@ def build_ui(app: App) -> gr.Blocks:
                 ):
                     details = gr.Markdown("", elem_id="details")
                 with gr.Row():
-                    up = gr.Button("👍", scale=0, elem_id="thumbs-up")
-                    down = gr.Button("👎", scale=0, elem_id="thumbs-down")
+                    up = gr.Button("Helpful", scale=0, elem_id="thumbs-up")
+                    down = gr.Button("Not helpful", scale=0, elem_id="thumbs-down")
                     comment = gr.Textbox(placeholder="Optional comment", show_label=False, scale=4)
                 feedback_status = gr.Markdown("", elem_id="feedback-status")
             with gr.Column(scale=2):

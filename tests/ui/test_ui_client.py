@@ -64,7 +64,7 @@ def chat(c, message: str, **filters):
 
 def test_wrong_password_is_refused(ui):
     _, url = ui
-    with pytest.raises(Exception, match="(?i)login|credentials|401|auth"):
+    with pytest.raises(Exception, match=r"(?i)login|credentials|401|auth"):
         gradio_client.Client(url, auth=("alice", "wrong"), verbose=False)
 
 
@@ -100,13 +100,13 @@ def test_check_filter_shows_effective_filter(ui):
 
 
 def test_upload_then_ask_about_it(ui, tmp_path):
-    app, url = ui
+    _, url = ui
     doc = tmp_path / "zebra-policy.md"
     doc.write_text("# Zebra policy\nThe zebra crossing budget is 77 zebras per quarter.")
     c = client(url, "bob")
     status = c.predict([gradio_client.handle_file(str(doc))], ["user:bob"], api_name="/upload")
     assert "Indexed 1 file" in status
-    history, _m, sources, _d = chat(c, "zebra crossing budget")
+    _h, _m, sources, _d = chat(c, "zebra crossing budget")
     assert "zebra-policy.md" in sources
     # not visible to another user of the same tenant
     _h, _m, other_sources, _d = chat(client(url, "henry"), "zebra crossing budget")

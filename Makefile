@@ -2,13 +2,21 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup browser run test test-fast lint demo bench clean
 
 setup:
 	@bash scripts/bootstrap.sh
 
+## Chat in the browser: ingests demo/corpus (incremental) and serves http://127.0.0.1:7860
+run: setup
+	@$(VENV)/bin/rag-app serve --ingest demo/corpus
+
+## Debian's Chromium for the headless browser test (installed when missing).
+browser:
+	@bash scripts/ensure-browser.sh
+
 ## Run the whole test suite (what CI runs).
-test: setup
+test: setup browser
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Unit tests only (no model, no server).

@@ -11,7 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError, FilterError
@@ -25,6 +25,14 @@ from rag_app.retrieval.search import SecureSearch
 from rag_app.settings import Settings
 from rag_app.stores.base import VectorStorePort
 from rag_app.users import UserDirectory
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from rag_app.chain import ChatService, ChatSession, PromptSet
+    from rag_app.llm import ChatLLM
+    from rag_app.retrieval.bm25 import KeywordIndex
+    from rag_app.retrieval.search import Searcher
 
 
 def build_embeddings(settings: Settings) -> EmbeddingModel:
@@ -136,9 +144,12 @@ class App:
         *,
         filter: Mapping[str, Any] | str | None = None,
         k: int | None = None,
+        retriever: str | None = None,
     ) -> PermissionAwareRetriever:
+        """A LangChain retriever bound to `principal`, over `searcher(retriever)` (default:
+        RAG_RETRIEVER)."""
         return PermissionAwareRetriever(
-            search=self.search,
+            search=self.searcher(retriever),
             principal=principal,
             filter=dict(filter) if isinstance(filter, Mapping) else filter,
             k=k or self.settings.k,
@@ -202,9 +213,12 @@ class App:
                     ids.append(record.id)
                     touched.add(source)
         if ids:
-            self.store.delete(ids)
-            self.state.delete_chunk_records(ids)
-            self.state.forget_sources(touched)
+            try:
+                self.store.delete(ids)
+                self.state.delete_chunk_records(ids)
+                self.state.forget_sources(touched)
+            finally:
+                self.state.bump_generation()  # derived indexes (BM25) rebuild from the store
         return len(ids)
 
     def close(self) -> None:
@@ -212,3 +226,93 @@ class App:
             self.store.close()
         if "state" in self.__dict__:
             self.state.close()
+
+    # -- chat -----------------------------------------------------------------------------
+    @cached_property
+    def prompts(self) -> PromptSet:
+        from rag_app.chain import PromptSet
+
+        return PromptSet(self.settings.prompts_dir)
+
+    @cached_property
+    def chat_llm(self) -> ChatLLM:
+        """The chat model (RAG_LLM=local starts the in-process model server here)."""
+        from rag_app.llm import build_chat_llm
+
+        return build_chat_llm(self.settings)
+
+    @cached_property
+    def llm(self) -> BaseChatModel:
+        return self.chat_llm.model
+
+    @cached_property
+    def chat(self) -> ChatService:
+        from rag_app.chain import ChatService
+
+        self.prompts.check()  # a bad prompt file fails before a model is started
+        llm = self.llm  # may be injected: app.__dict__["llm"] = a LangChain chat model
+        label = self.chat_llm.describe() if "chat_llm" in self.__dict__ else None
+        return ChatService(
+            self.search,
+            llm,
+            self.prompts,
+            self.settings,
+            count_tokens=self.embeddings.count_tokens,
+            retriever_factory=lambda principal, filter, k: self.retriever(
+                principal, filter=filter, k=k
+            ),
+            llm_label=label,
+        )
+
+    def chat_session(self, session_id: str | None = None) -> ChatSession:
+        """A new, empty conversation (one per user tab / notebook / CLI run)."""
+        return self.chat.new_session(session_id)
+
+    def close_chat(self) -> None:
+        """Stop the local model server, if one was started (also happens at exit)."""
+        if "chat_llm" in self.__dict__:
+            self.chat_llm.close()
+
+    # -- retrieval: dense | bm25 | hybrid ------------------------------------------------------
+    @cached_property
+    def keyword_index(self) -> KeywordIndex:
+        """BM25 over this store's chunks; persisted under <data_dir>/bm25 and rebuilt from the
+        store whenever the ingest state's change counter moved (see rag_app.retrieval.bm25)."""
+        from rag_app.retrieval.bm25 import KeywordIndex, index_directory
+
+        return KeywordIndex(
+            self.store,
+            generation=self.state.generation,
+            directory=index_directory(self.settings.data_dir, self.settings.store_location),
+        )
+
+    def searcher(self, kind: str | None = None) -> Searcher:
+        """The one search entry point: dense | bm25 | hybrid (default: RAG_RETRIEVER)."""
+        from rag_app.retrieval.bm25 import KeywordSearch
+        from rag_app.retrieval.hybrid import HybridSearch
+
+        kind = kind or self.settings.retriever
+        if kind not in ("dense", "bm25", "hybrid"):
+            raise ConfigError(f"unknown retriever {kind!r}; use dense, bm25 or hybrid")
+        if kind == "dense":
+            return self.search
+        cache: dict[str, Searcher] = self.__dict__.setdefault("_searchers", {})
+        if kind not in cache:
+            s = self.settings
+            guard: dict[str, Any] = {
+                "known_fields": self.state.fields,
+                "date_fields": tuple(s.date_fields),
+                "default_k": s.k,
+            }
+            keyword = cache.get("bm25") or KeywordSearch(self.keyword_index, **guard)
+            cache["bm25"] = keyword
+            if kind == "hybrid":
+                cache[kind] = HybridSearch(
+                    self.search,
+                    keyword,
+                    fusion=s.fusion,
+                    alpha=s.hybrid_alpha,
+                    rrf_k=s.rrf_k,
+                    **guard,
+                )
+        return cache[kind]

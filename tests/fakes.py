@@ -88,7 +88,7 @@ class CitingFakeChat:
     and answers by quoting the first document with a [1] citation, token by token."""
 
     @staticmethod
-    def build(delay: float = 0.0):  # noqa: ANN205 - returns a LangChain chat model
+    def build(delay: float = 0.0):
         import re as _re
         import time as _time
         from collections.abc import Iterator

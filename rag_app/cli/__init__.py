@@ -86,11 +86,14 @@ def _global(
 
 
 def _register() -> None:
-    from rag_app.cli import admin, ingest, query
+    from rag_app.cli import admin, chat, ingest, query, ui
 
     ingest.register(app)
     query.register(app)
     admin.register(app)
+    chat.register(app)
+    ui.register(app)
+    __import__("rag_app.cli.eval", fromlist=["register"]).register(app)  # rag-app eval ...
 
 
 _register()

@@ -26,17 +26,25 @@ def query(
         ),
     ] = None,
     k: Annotated[int | None, typer.Option("-k", help="Number of chunks.", min=1, max=1000)] = None,
+    retriever: Annotated[
+        str | None,
+        typer.Option(
+            "--retriever", "-r", help="dense | bm25 | hybrid (default: RAG_RETRIEVER, dense)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
 ) -> int:
     """Search as a user: only documents that user may read are returned."""
     app = ctx.obj.app
     principal = app.principal(user, tenant=tenant)
-    result = app.search.search(principal, text, filter=filter_, k=k)
+    searcher = app.searcher(retriever)
+    result = searcher.search(principal, text, filter=filter_, k=k)
     if as_json:
         typer.echo(
             json.dumps(
                 {
                     "principal": principal.describe(),
+                    "retriever": result.retriever,
                     "effective_filter": result.effective_filter,
                     "hits": [
                         {
@@ -47,6 +55,7 @@ def query(
                             "title": h.metadata.get("title"),
                             "metadata": h.metadata,
                             "text": h.text,
+                            **({"scores": result.details[h.id]} if h.id in result.details else {}),
                         }
                         for n, h in enumerate(result.hits, start=1)
                     ],
@@ -56,7 +65,7 @@ def query(
             )
         )
     else:
-        typer.echo(f"as {principal.describe()}")
+        typer.echo(f"as {principal.describe()} ({result.retriever})")
         hits_table(result.hits)
     return 0
 

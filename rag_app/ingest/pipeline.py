@@ -8,6 +8,9 @@ re-running after a crash upserts the same ids (no duplicates) and then cleans up
 
 ``cleanup="full"`` also deletes the chunks of previously ingested files under the given
 folders that no longer exist.
+
+Every write or delete bumps the state's change counter (`IngestState.bump_generation`), which
+tells derived indexes such as the BM25 index that they must be rebuilt from the store.
 """
 
 from __future__ import annotations
@@ -182,13 +185,19 @@ class Ingestor:
     def remove_files(self, file_keys: Iterable[str]) -> int:
         """Delete every chunk of the given files (store, record manager and file marks)."""
         deleted = 0
-        for key in file_keys:
-            ids = self.state.chunk_ids_of(key)
-            if ids:
-                self.store.delete(ids)
-                self.state.delete_chunk_records(ids)
-                deleted += len(ids)
-            self.state.forget_files([key])
+        touched = False
+        try:
+            for key in file_keys:
+                ids = self.state.chunk_ids_of(key)
+                if ids:
+                    touched = True
+                    self.store.delete(ids)
+                    self.state.delete_chunk_records(ids)
+                    deleted += len(ids)
+                self.state.forget_files([key])
+        finally:
+            if touched:
+                self.state.bump_generation()
         return deleted
 
     # -- steps --------------------------------------------------------------------------
@@ -281,6 +290,9 @@ class Ingestor:
             log.exception("indexing %s failed", item.source)
             report.rejected.append(Rejection(item.source, f"{type(exc).__name__}: {exc}"))
             return
+        finally:
+            # Also after a failure: some batches may have been written before it.
+            self.state.bump_generation()
         self.state.record_fields(item.kinds)
         if item.partial:
             self.state.forget_files([item.file_key])

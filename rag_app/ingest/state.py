@@ -4,7 +4,11 @@ timestamps) plus two small tables of our own:
 * ``rag_files``: file key -> fingerprint of (bytes, metadata inputs, chunking settings), set
   only once a file is completely indexed, so an unchanged file is skipped without reading its
   chunks and an interrupted one is finished by the next run;
-* ``rag_fields``: metadata field -> kind, for filter validation (unknown fields, wrong types).
+* ``rag_fields``: metadata field -> kind, for filter validation (unknown fields, wrong types);
+* ``rag_generation``: a change counter per store, bumped after every write or delete of chunks
+  (ingest, ``--cleanup full``, ``rag-app delete``). Derived indexes kept beside the store (the
+  BM25 index, `rag_app.retrieval.bm25`) remember the generation they were built at and rebuild
+  from the store's records when it moved on.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ from pathlib import Path
 from sqlalchemy import (
     Column,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
     create_engine,
     delete,
     select,
+    update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -44,6 +50,12 @@ fields_table = Table(
     Column("namespace", String(512), primary_key=True),
     Column("name", String(128), primary_key=True),
     Column("kind", String(16), nullable=False),
+)
+generation_table = Table(
+    "rag_generation",
+    _meta,
+    Column("namespace", String(512), primary_key=True),
+    Column("generation", Integer, nullable=False),
 )
 
 
@@ -146,6 +158,37 @@ class IngestState:
     def delete_chunk_records(self, ids: Sequence[str]) -> None:
         if ids:
             self.record_manager.delete_keys(list(ids))
+
+    # -- change counter -----------------------------------------------------------------
+    def generation(self) -> int:
+        """How many times chunks of this store were written or deleted (0: never)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(generation_table.c.generation).where(
+                    generation_table.c.namespace == self.namespace
+                )
+            ).first()
+        return int(row[0]) if row else 0
+
+    def bump_generation(self) -> int:
+        """Record that the store's chunks changed (call after the change, also after a failed
+        or partial one). Returns the new generation."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                update(generation_table)
+                .where(generation_table.c.namespace == self.namespace)
+                .values(generation=generation_table.c.generation + 1)
+            ).rowcount
+            if not changed:
+                conn.execute(
+                    generation_table.insert().values(namespace=self.namespace, generation=1)
+                )
+            row = conn.execute(
+                select(generation_table.c.generation).where(
+                    generation_table.c.namespace == self.namespace
+                )
+            ).first()
+        return int(row[0]) if row else 0
 
     # -- fields -------------------------------------------------------------------------
     def record_fields(self, kinds: Mapping[str, FieldKind]) -> None:

@@ -10,15 +10,16 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
 from rag_app.retrieval.permissions import Principal
-from rag_app.retrieval.search import SecureSearch
+from rag_app.retrieval.search import Searcher
 
 
 class PermissionAwareRetriever(BaseRetriever):
-    """Dense retrieval through `SecureSearch` as `principal`, narrowed by `filter`."""
+    """Retrieval through any `Searcher` (dense `SecureSearch`, `KeywordSearch` or
+    `HybridSearch`) as `principal`, narrowed by `filter`."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    search: SecureSearch
+    search: Searcher
     principal: Principal
     filter: dict[str, Any] | str | None = None
     k: int = 5
@@ -27,11 +28,16 @@ class PermissionAwareRetriever(BaseRetriever):
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
         result = self.search.search(self.principal, query, filter=self.filter, k=self.k)
-        return [
-            Document(
-                id=hit.id,
-                page_content=hit.text,
-                metadata={**hit.metadata, "score": hit.score, "chunk_id": hit.id},
-            )
-            for hit in result.hits
-        ]
+        docs = []
+        for hit in result.hits:
+            metadata = {
+                **hit.metadata,
+                "score": hit.score,
+                "chunk_id": hit.id,
+                "retriever": result.retriever,
+            }
+            detail = result.details.get(hit.id)
+            if detail:
+                metadata["scores"] = dict(detail)
+            docs.append(Document(id=hit.id, page_content=hit.text, metadata=metadata))
+        return docs

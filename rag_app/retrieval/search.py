@@ -5,14 +5,18 @@ query (pre-filter, so k is never starved), then re-checks every hit and drops (a
 that the principal may not read. Any error while building the access filter or checking hits
 returns no documents. Errors in the caller's own filter are reported (`FilterError`): they
 are the caller's to fix, and they can never widen access.
+
+`Searcher` is the one entry point every reader uses (CLI, evaluation, chat chain): dense
+`SecureSearch` here, `KeywordSearch` (BM25, `rag_app.retrieval.bm25`) and `HybridSearch`
+(`rag_app.retrieval.hybrid`) implement it with the same guard (`GuardedSearch`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
 
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import FilterError
@@ -32,20 +36,46 @@ class SearchResult:
     effective_filter: dict[str, Any]
     dropped: int = 0  # hits removed by the per-hit re-check (should always be 0)
     denied: bool = False  # the access filter could not be built: nothing was searched
+    retriever: str = "dense"  # dense | bm25 | hybrid
+    # Per-hit details of hybrid retrieval (chunk id -> {"dense": score, "bm25": score, ...}).
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-class SecureSearch:
+@runtime_checkable
+class Searcher(Protocol):
+    """What every reader calls: search as `principal`, narrowed by the caller's `filter`."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default_k(self) -> int: ...
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: FilterInput = None,
+        k: int | None = None,
+    ) -> SearchResult: ...
+
+    def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]: ...
+
+
+class GuardedSearch:
+    """The guard shared by every searcher: caller-filter validation, k bounds, the access
+    filter (fail closed) and the per-hit re-check."""
+
+    name = "guarded"
+
     def __init__(
         self,
-        store: VectorStorePort,
-        embeddings: EmbeddingModel,
         *,
         known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
-        self.store = store
-        self.embeddings = embeddings
         self._known_fields = known_fields
         self.date_fields = date_fields
         self.default_k = default_k
@@ -76,53 +106,29 @@ class SecureSearch:
         """The filter a query would run with (for display). Raises on a bad caller filter."""
         return to_dict(effective_filter(principal, self.parse_caller_filter(raw)))
 
-    def search(
-        self,
-        principal: Principal,
-        query: str,
-        *,
-        filter: FilterInput = None,
-        k: int | None = None,
-    ) -> SearchResult:
-        caller = self.parse_caller_filter(filter)
-        k = self._check_k(k)
-        try:
-            where = effective_filter(principal, caller)
-        except FilterError:
-            raise
-        except Exception:
-            audit.exception("access filter could not be built for %r; returning nothing", principal)
-            return SearchResult(hits=[], effective_filter={}, denied=True)
-        vector = self.embeddings.embed_query(query)
-        return self._run(principal, vector, k, where)
-
-    def search_by_vector(
-        self,
-        principal: Principal,
-        vector: list[float],
-        *,
-        filter: FilterInput = None,
-        k: int | None = None,
-    ) -> SearchResult:
-        caller = self.parse_caller_filter(filter)
-        k = self._check_k(k)
-        try:
-            where = effective_filter(principal, caller)
-        except FilterError:
-            raise
-        except Exception:
-            audit.exception("access filter could not be built for %r; returning nothing", principal)
-            return SearchResult(hits=[], effective_filter={}, denied=True)
-        return self._run(principal, vector, k, where)
-
     def _check_k(self, k: int | None) -> int:
         k = self.default_k if k is None else k
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
             raise FilterError(f"k must be an integer between 1 and 1000, got {k!r}")
         return k
 
-    def _run(self, principal: Principal, vector: list[float], k: int, where: Node) -> SearchResult:
-        hits = self.store.query(vector, k, where)
+    def _access(self, principal: Principal, caller: Node | None) -> Node | None:
+        """Access filter AND caller filter; None (and an audit log) when it cannot be built.
+        A reserved field in the caller's filter raises `FilterError`."""
+        try:
+            return effective_filter(principal, caller)
+        except FilterError:
+            raise
+        except Exception:
+            audit.exception("access filter could not be built for %r; returning nothing", principal)
+            return None
+
+    def _denied(self) -> SearchResult:
+        return SearchResult(hits=[], effective_filter={}, denied=True, retriever=self.name)
+
+    @staticmethod
+    def recheck(principal: Principal, hits: Sequence[StoreHit]) -> tuple[list[StoreHit], int]:
+        """Drop (and log) every hit the principal may not read: (allowed, dropped)."""
         allowed: list[StoreHit] = []
         dropped = 0
         for hit in hits:
@@ -137,7 +143,64 @@ class SecureSearch:
                 audit.error(
                     "store returned chunk %s (tenant=%r) outside %s's access; dropped",
                     hit.id,
-                    hit.metadata.get("tenant"),
+                    hit.metadata.get("tenant") if isinstance(hit.metadata, Mapping) else None,
                     principal.describe(),
                 )
-        return SearchResult(hits=allowed, effective_filter=to_dict(where), dropped=dropped)
+        return allowed, dropped
+
+
+class SecureSearch(GuardedSearch):
+    """Dense retrieval: the access filter runs inside the vector store's query."""
+
+    name = "dense"
+
+    def __init__(
+        self,
+        store: VectorStorePort,
+        embeddings: EmbeddingModel,
+        *,
+        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        date_fields: tuple[str, ...] = (),
+        default_k: int = 5,
+    ) -> None:
+        super().__init__(known_fields=known_fields, date_fields=date_fields, default_k=default_k)
+        self.store = store
+        self.embeddings = embeddings
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: FilterInput = None,
+        k: int | None = None,
+    ) -> SearchResult:
+        caller = self.parse_caller_filter(filter)
+        k = self._check_k(k)
+        where = self._access(principal, caller)
+        if where is None:
+            return self._denied()
+        vector = self.embeddings.embed_query(query)
+        return self._run(principal, vector, k, where)
+
+    def search_by_vector(
+        self,
+        principal: Principal,
+        vector: list[float],
+        *,
+        filter: FilterInput = None,
+        k: int | None = None,
+    ) -> SearchResult:
+        caller = self.parse_caller_filter(filter)
+        k = self._check_k(k)
+        where = self._access(principal, caller)
+        if where is None:
+            return self._denied()
+        return self._run(principal, vector, k, where)
+
+    def _run(self, principal: Principal, vector: list[float], k: int, where: Node) -> SearchResult:
+        hits = self.store.query(vector, k, where)
+        allowed, dropped = self.recheck(principal, hits)
+        return SearchResult(
+            hits=allowed, effective_filter=to_dict(where), dropped=dropped, retriever=self.name
+        )

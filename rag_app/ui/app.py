@@ -216,7 +216,7 @@ def build_ui(app: App) -> gr.Blocks:
             return
 
         question, rewritten = message, False
-        sources_md = gr.update()
+        sources_md: Any = gr.update()
         details = render_details(original=message, question=message, effective=effective)
         answer = ""
         yield history, "", session, sources_md, details, None

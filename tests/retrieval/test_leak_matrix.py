@@ -1,4 +1,6 @@
-"""Leak matrix: every (backend, principal, query, caller filter) sees only what it may read.
+"""Leak matrix: every (backend, retriever, principal, query, caller filter) sees only what it
+may read. The retrievers are dense (`SecureSearch`), BM25 (`KeywordSearch`) and hybrid
+(`HybridSearch`, both fusions), all over the same store.
 
 The allowed sets are computed here from each document's tenant and acl (not with `can_read`),
 every document's text carries a unique canary, and every search must return *something*
@@ -8,6 +10,7 @@ away fails as loudly as one that leaks.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,10 +18,12 @@ from typing import Any
 import pytest
 
 from rag_app.errors import AccessDenied, FilterError, StoreError
+from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch
 from rag_app.retrieval.filters import And, Cmp, Node, Or, matches, parse_filter
+from rag_app.retrieval.hybrid import HybridSearch
 from rag_app.retrieval.permissions import Principal, access_filter
 from rag_app.retrieval.retriever import PermissionAwareRetriever
-from rag_app.retrieval.search import SecureSearch
+from rag_app.retrieval.search import FilterInput, Searcher, SearchResult, SecureSearch
 from rag_app.stores.base import StoreHit, StoreInfo, StoreRecord, VectorStorePort
 from rag_app.stores.chroma import ChromaStore
 from tests.fakes import HashEmbeddings
@@ -242,6 +247,42 @@ def search(
     store.close()
 
 
+KINDS = ["dense", "bm25", "hybrid-weighted", "hybrid-rrf"]
+
+
+def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
+    if kind == "dense":
+        return dense
+    index = KeywordIndex(dense.store, generation=lambda: 0)
+    keyword = KeywordSearch(index, default_k=5, **guard)
+    if kind == "bm25":
+        return keyword
+    fusion = "rrf" if kind.endswith("rrf") else "weighted"
+    return HybridSearch(dense, keyword, fusion=fusion, candidates=20, default_k=5, **guard)
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def searcher(request: pytest.FixtureRequest, search: SecureSearch) -> Searcher:
+    """Every retriever over the same store (and each store backend)."""
+    return make_searcher(request.param, search)
+
+
+WORDS = re.compile(r"\w\w+")
+
+
+def lexical(query: str, doc_id: str) -> bool:
+    """BM25 only returns chunks sharing a term with the query (computed without rag_app)."""
+    terms = set(WORDS.findall(query.lower()))
+    return bool(terms & set(WORDS.findall(BY_ID[doc_id].text.lower())))
+
+
+def findable(searcher: Searcher, query: str, ids: set[str]) -> set[str]:
+    """The documents a searcher can return for `query` among `ids`."""
+    if searcher.name == "bm25":
+        return {i for i in ids if lexical(query, i)}
+    return ids
+
+
 def assert_no_leak(who: Who, hits: Sequence[StoreHit]) -> None:
     allowed = who.allowed()
     returned = [h.id for h in hits]
@@ -257,21 +298,23 @@ def assert_no_leak(who: Who, hits: Sequence[StoreHit]) -> None:
 # -- the matrix -------------------------------------------------------------------------------
 @pytest.mark.parametrize("raw", LEGAL_FILTERS.values(), ids=LEGAL_FILTERS.keys())
 @pytest.mark.parametrize("person", PEOPLE)
-def test_search_returns_only_allowed_chunks(search: SecureSearch, person: str, raw: Any) -> None:
+def test_search_returns_only_allowed_chunks(searcher: Searcher, person: str, raw: Any) -> None:
     who = PEOPLE[person]
     node = caller_node(raw)
     reachable = {i for i in who.allowed() if matches(node, BY_ID[i].metadata)}
     for query in QUERIES:
-        result = search.search(who.principal, query, filter=raw, k=5)
+        result = searcher.search(who.principal, query, filter=raw, k=5)
         assert not result.denied
         assert result.dropped == 0
+        assert result.retriever == searcher.name
         assert_no_leak(who, result.hits)
         assert {h.id for h in result.hits} <= reachable
-        # pre-filtered: k is filled whenever enough documents are reachable
-        assert len(result.hits) == min(5, len(reachable)), query
+        # pre-filtered: k is filled whenever enough documents are reachable (for BM25:
+        # reachable and sharing a term with the query)
+        assert len(result.hits) == min(5, len(findable(searcher, query, reachable))), query
 
-    everything = search.search(who.principal, QUERIES[0], filter=raw, k=100)
-    assert {h.id for h in everything.hits} == reachable
+    everything = searcher.search(who.principal, QUERIES[0], filter=raw, k=100)
+    assert {h.id for h in everything.hits} == findable(searcher, QUERIES[0], reachable)
     assert_no_leak(who, everything.hits)
 
 
@@ -478,8 +521,9 @@ def test_a_failing_store_query_propagates(exc: Exception) -> None:
 @pytest.mark.parametrize("raw", [None, {"category": "hr"}, '{"year": {"$gte": 2020}}'])
 @pytest.mark.parametrize("person", ["ann@acme", "anon@acme", "gus@globex"])
 def test_retriever_returns_what_secure_search_returns(
-    search: SecureSearch, person: str, raw: Any
+    searcher: Searcher, person: str, raw: Any
 ) -> None:
+    search = searcher
     who = PEOPLE[person]
     for query in QUERIES[:4]:
         retriever = PermissionAwareRetriever(
@@ -492,3 +536,165 @@ def test_retriever_returns_what_secure_search_returns(
         assert [d.page_content for d in docs] == [h.text for h in hits]
         assert {d.id for d in docs} <= who.allowed()
         assert all(d.metadata["tenant"] == who.tenant for d in docs)
+
+
+# -- BM25 and hybrid: the same guard ----------------------------------------------------------
+class SpyIndex(KeywordIndex):
+    """Records the filter of every keyword search; optionally breaks the pre-filter."""
+
+    def __init__(self, store: VectorStorePort, *, broken_mask: bool = False) -> None:
+        super().__init__(store, generation=lambda: 0)
+        self.broken_mask = broken_mask
+        self.wheres: list[Node] = []
+
+    def search(self, query: str, k: int, where: Node) -> list[StoreHit]:
+        self.wheres.append(where)
+        if self.broken_mask:
+            # A broken pre-filter: every chunk passes. Only the re-check stands in the way.
+            return super().search(query, k, Cmp("doc_id", "$ne", "nothing"))
+        return super().search(query, k, where)
+
+
+class LeakyHalf:
+    """A searcher that returns whatever it is given, ignoring access (a broken half)."""
+
+    name = "leaky"
+    default_k = 5
+
+    def __init__(self, hits: Sequence[StoreHit]) -> None:
+        self.hits = list(hits)
+
+    def search(
+        self, principal: Principal, query: str, *, filter: FilterInput = None, k: int | None = None
+    ) -> SearchResult:
+        return SearchResult(hits=self.hits, effective_filter={})
+
+    def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
+        return {}
+
+
+@pytest.mark.parametrize("kind", ["bm25", "hybrid-weighted", "hybrid-rrf"])
+@pytest.mark.parametrize("raw", WIDENING_FILTERS.values(), ids=WIDENING_FILTERS.keys())
+def test_widening_filters_are_rejected_by_every_retriever(
+    search: SecureSearch, kind: str, raw: Any
+) -> None:
+    spy_store = SpyStore(search.store)
+    dense = SecureSearch(spy_store, search.embeddings, known_fields=lambda: KNOWN_FIELDS)  # type: ignore[arg-type, return-value]
+    index = SpyIndex(spy_store)
+    keyword = KeywordSearch(index, known_fields=lambda: KNOWN_FIELDS)  # type: ignore[arg-type, return-value]
+    searcher: Searcher = keyword
+    if kind != "bm25":
+        searcher = HybridSearch(
+            dense, keyword, fusion="rrf" if kind.endswith("rrf") else "weighted"
+        )
+    for who in (PEOPLE["ann@acme"], PEOPLE["anon@globex"]):
+        with pytest.raises(FilterError):
+            searcher.search(who.principal, "payroll", filter=raw)
+        with pytest.raises(FilterError):
+            searcher.effective(who.principal, raw)
+    assert spy_store.calls == []
+    assert index.wheres == []
+    assert index.rebuilds == 0
+
+
+@pytest.mark.parametrize("kind", ["bm25", "hybrid-weighted", "hybrid-rrf"])
+@pytest.mark.parametrize(
+    "principal",
+    [ExplodingPrincipal("acme", "ann", frozenset({"hr"})), None, "ann", LookAlike()],
+    ids=["tokens-raise", "none", "string", "look-alike"],
+)
+def test_a_broken_principal_gets_nothing_from_any_retriever(
+    search: SecureSearch, kind: str, principal: Any
+) -> None:
+    spy_store = SpyStore(search.store)
+    dense = SecureSearch(spy_store, search.embeddings)
+    index = SpyIndex(spy_store)
+    keyword = KeywordSearch(index)
+    searcher: Searcher = keyword
+    if kind != "bm25":
+        searcher = HybridSearch(
+            dense, keyword, fusion="rrf" if kind.endswith("rrf") else "weighted"
+        )
+    result = searcher.search(principal, "payroll salary", filter={"category": "hr"})
+    assert result.denied
+    assert result.hits == []
+    assert result.effective_filter == {}
+    assert spy_store.calls == []
+    assert index.wheres == []
+    assert index.rebuilds == 0
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_every_keyword_search_carries_the_access_filter(search: SecureSearch, person: str) -> None:
+    who = PEOPLE[person]
+    index = SpyIndex(search.store)
+    keyword = KeywordSearch(index)
+    hybrid = HybridSearch(search, keyword)
+    for raw in LEGAL_FILTERS.values():
+        for searcher in (keyword, hybrid):
+            searcher.search(who.principal, "payroll budget", filter=raw)
+            (where,) = index.wheres
+            index.wheres.clear()
+            access = access_filter(who.principal)
+            caller = caller_node(raw)
+            assert where == (access if caller is None else And((access, caller)))
+            admitted = {d.id for d in CORPUS if matches(where, d.metadata)}
+            assert admitted <= who.allowed()
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_a_broken_keyword_prefilter_is_caught_by_the_recheck(
+    search: SecureSearch, person: str
+) -> None:
+    who = PEOPLE[person]
+    keyword = KeywordSearch(SpyIndex(search.store, broken_mask=True))
+    for query in QUERIES:
+        result = keyword.search(who.principal, query, k=40)
+        assert_no_leak(who, result.hits)
+        lexically = {d for d in BY_ID if lexical(query, d)}
+        assert result.dropped == len(lexically - who.allowed())
+        assert {h.id for h in result.hits} == lexically & who.allowed()
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"tenant": "globex", "acl": ["public"]},
+        {"tenant": "acme", "acl": ["group:eng"]},
+        {"tenant": "acme", "acl": "public"},
+        {"acl": ["public"]},
+        {},
+    ],
+    ids=repr,
+)
+def test_hybrid_rechecks_what_its_halves_return(
+    search: SecureSearch, fusion: Any, metadata: dict[str, Any]
+) -> None:
+    ann = PEOPLE["ann@acme"]
+    keyword = KeywordSearch(KeywordIndex(search.store, generation=lambda: 0))
+    leaky = LeakyHalf([foreign_hit(metadata)])
+    for dense, sparse, honest in ((leaky, keyword, keyword), (search, leaky, search)):
+        hybrid = HybridSearch(dense, sparse, fusion=fusion)
+        result = hybrid.search(ann.principal, "payroll salary", k=5)
+        assert result.dropped == 1
+        assert "globex-doc-00" not in {h.id for h in result.hits}
+        assert_no_leak(ann, result.hits)
+        # the dropped hit does not cost a place: k is filled from the honest half
+        available = honest.search(ann.principal, "payroll salary", k=100).hits
+        assert len(result.hits) == min(5, len(available))
+
+
+def test_a_failing_store_fails_keyword_search_loudly() -> None:
+    store = FailingStore(StoreError("chroma is down"))
+
+    def records(where: Node | None = None, *, with_text: bool = False) -> Iterator[StoreRecord]:
+        raise StoreError("chroma is down")
+
+    store.records = records  # type: ignore[method-assign]
+    keyword = KeywordSearch(KeywordIndex(store, generation=lambda: 0))
+    with pytest.raises(StoreError, match="chroma is down"):
+        keyword.search(PEOPLE["ann@acme"].principal, "payroll")
+    hybrid = HybridSearch(SecureSearch(store, HashEmbeddings(dimension=4)), keyword)
+    with pytest.raises(StoreError, match="chroma is down"):
+        hybrid.search(PEOPLE["ann@acme"].principal, "payroll")

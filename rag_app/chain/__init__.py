@@ -1,0 +1,34 @@
+"""Conversational, permission-aware RAG chain (see `rag_app.chain.service`)."""
+
+from rag_app.chain.events import (
+    ChatEvent,
+    ChatResult,
+    Done,
+    Error,
+    Rewrite,
+    SourceRecord,
+    Sources,
+    Timings,
+    Token,
+)
+from rag_app.chain.history import ChatSession, Turn
+from rag_app.chain.prompts import PromptError, PromptSet
+from rag_app.chain.service import ChatError, ChatService
+
+__all__ = [
+    "ChatError",
+    "ChatEvent",
+    "ChatResult",
+    "ChatService",
+    "ChatSession",
+    "Done",
+    "Error",
+    "PromptError",
+    "PromptSet",
+    "Rewrite",
+    "SourceRecord",
+    "Sources",
+    "Timings",
+    "Token",
+    "Turn",
+]

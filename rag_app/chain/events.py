@@ -1,0 +1,110 @@
+"""What a chat turn emits, in order: `Rewrite`, `Sources`, `Token`... then `Done` or `Error`.
+
+Plain frozen dataclasses, so a UI (or a test) can pattern-match on them:
+
+    for event in service.stream(session, principal, "and for contractors?"):
+        match event:
+            case Rewrite(question=q, rewritten=True): show_rewrite(q)
+            case Sources(sources=s): show_sources(s)
+            case Token(text=t): append(t)
+            case Done() as done: finish(done.answer, done.cited, done.refused)
+            case Error(message=m): show_error(m)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """One retrieved chunk, numbered as the model sees it ([n] in answers)."""
+
+    n: int
+    id: str
+    title: str
+    source: str
+    snippet: str
+    score: float | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Timings:
+    rewrite_s: float = 0.0  # condensing the question (0 without history)
+    retrieval_s: float = 0.0
+    first_token_s: float | None = None  # from the start of the turn to the first answer token
+    total_s: float = 0.0
+
+    @property
+    def retrieval_share(self) -> float:
+        return self.retrieval_s / self.total_s if self.total_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """The question used for retrieval: the user's message, or its standalone rewrite."""
+
+    question: str
+    original: str
+    rewritten: bool
+
+
+@dataclass(frozen=True)
+class Sources:
+    sources: list[SourceRecord]
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    answer: str
+    question: str  # the standalone question that was answered
+    cited: list[int]  # source numbers cited in the answer, in order of first citation
+    refused: bool  # the answer is the no-answer phrase (nothing usable in the documents)
+    sources: list[SourceRecord]
+    timings: Timings
+    tokens: int  # answer tokens generated (0 when the model was not called)
+
+    @property
+    def cited_sources(self) -> list[SourceRecord]:
+        by_n = {s.n: s for s in self.sources}
+        return [by_n[n] for n in self.cited if n in by_n]
+
+
+@dataclass(frozen=True)
+class Error:
+    """The turn failed; `message` says why in words (no stack trace). Nothing was added to
+    the session's history."""
+
+    message: str
+    stage: str  # "input" | "rewrite" | "retrieval" | "answer"
+
+
+ChatEvent = Rewrite | Sources | Token | Done | Error
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """A whole turn, for tests and notebooks (`ChatService.ask`)."""
+
+    message: str
+    question: str
+    rewritten: bool
+    answer: str
+    sources: list[SourceRecord]
+    cited: list[int]
+    refused: bool
+    timings: Timings
+    tokens: int
+
+    @property
+    def cited_sources(self) -> list[SourceRecord]:
+        by_n = {s.n: s for s in self.sources}
+        return [by_n[n] for n in self.cited if n in by_n]

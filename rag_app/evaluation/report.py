@@ -1,0 +1,369 @@
+"""Run outputs: results.json, queries.csv, report.md and PNG plots; and run comparison with
+paired significance tests (scipy: paired t-test and a paired randomization test)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag_app.errors import RagAppError
+from rag_app.evaluation.metrics import ID_METRICS, RANKED_METRICS, TEXT_METRICS
+
+SCORED = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS)
+SHORT = {
+    "id_based_context_precision": "ctx_precision(id)",
+    "id_based_context_recall": "ctx_recall(id)",
+    "non_llm_context_precision_with_reference": "ctx_precision(text)",
+    "non_llm_context_recall": "ctx_recall(text)",
+}
+CSV_COLUMNS = (
+    "user",
+    "query_id",
+    "query",
+    "relevant",
+    "permitted",
+    "expected",
+    "outcome",
+    *SCORED,
+    "retrieved_chunks",
+    "leaked_chunks",
+    "restricted_sources",
+    "top_documents",
+    "latency_ms",
+)
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+# -- one run --------------------------------------------------------------------------------------
+def write_run(results: Mapping[str, Any], out: Path) -> list[Path]:
+    """Write every output of a run into `out`; returns the files written."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "results.json", out / "queries.csv", out / "report.md"]
+    (out / "results.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    with (out / "queries.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(CSV_COLUMNS)
+        for row in results["queries"]:
+            writer.writerow(
+                [
+                    ";".join(map(str, row.get(c) or []))
+                    if isinstance(row.get(c), list)
+                    else ("" if row.get(c) is None else row.get(c))
+                    for c in CSV_COLUMNS
+                ]
+            )
+    written += plot_run(results, out)
+    (out / "report.md").write_text(markdown_report(results, plots=written[3:]), encoding="utf-8")
+    return written
+
+
+def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -> str:
+    cfg, agg, ds = results["config"], results["aggregate"], results["dataset"]
+    lines = [
+        f"# Evaluation: {ds['name']} ({cfg['retriever']})",
+        "",
+        f"{results['created']} · {ds['kind']} dataset `{ds['path']}`"
+        + (f" split `{ds['split']}`" if ds.get("split") else "")
+        + f" · {agg['samples']} samples · k={cfg['k']} chunks · ranked depth {cfg['depth']} docs"
+        + f" · as {', '.join(cfg['users'])}",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value | samples |",
+        "|---|---|---|",
+    ]
+    for metric in SCORED:
+        if metric in agg:
+            lines.append(f"| {metric} | {_fmt(agg[metric])} | {agg['n'].get(metric, '')} |")
+    lines += [
+        "",
+        "## Permissions",
+        "",
+        f"- leak rate: **{_fmt(agg['leak_rate'])}** ({agg['leaked_chunks']} of "
+        f"{agg['retrieved_chunks']} retrieved chunks outside the principal's access)",
+        f"- samples whose every reference is hidden from the user (expected: refusal): "
+        f"{agg['no_access_samples']}; of them retrieving a restricted source: "
+        f"{agg['restricted_source_hits']}",
+        f"- expected outcomes contradicted by the stored ACLs: {agg['expectation_mismatches']}",
+    ]
+    for m in results.get("expectation_mismatches", [])[:20]:
+        lines.append(
+            f"  - {m['user']} / {m['query_id']}: expected {m['expected']}, ACLs give {m['actual']}"
+        )
+    per_user = results.get("per_user") or {}
+    if per_user:
+        shown = [m for m in SCORED if any(m in u for u in per_user.values())]
+        lines += [
+            "",
+            "## Per user",
+            "",
+            "| user | samples | no-access | leak rate | " + " | ".join(shown) + " |",
+            "|---|---|---|---|" + "---|" * len(shown),
+        ]
+        for user, u in per_user.items():
+            lines.append(
+                f"| {user} | {u['samples']} | {u['no_access_samples']} | {_fmt(u['leak_rate'])} | "
+                + " | ".join(_fmt(u.get(m)) for m in shown)
+                + " |"
+            )
+    main = "ndcg@10" if "ndcg@10" in agg else next((m for m in SCORED if m in agg), None)
+    if main:
+        scored = [r for r in results["queries"] if r.get(main) is not None]
+        worst = sorted(scored, key=lambda r: r[main])[:10]
+        lines += ["", f"## Lowest {main}", "", f"| user | query | {main} | top documents |"]
+        lines.append("|---|---|---|---|")
+        for r in worst:
+            query = str(r["query"]).replace("|", "/")[:90]
+            docs = ", ".join(map(str, r["top_documents"][:3]))
+            lines.append(f"| {r['user']} | {query} | {_fmt(r[main])} | {docs} |")
+    t = results["timings"]
+    lines += [
+        "",
+        "## Timings",
+        "",
+        f"ingest {t['ingest_s']} s · BM25 index {t['bm25_index_s']} s · retrieval "
+        f"{t['retrieval_s']} s (mean {t['query_ms_mean']} ms, p95 {t['query_ms_p95']} ms per "
+        f"query) · metrics {t['metrics_s']} s · total {t['total_s']} s",
+        "",
+        "## Configuration (for reproduction)",
+        "",
+        "```json",
+        json.dumps(cfg, indent=2),
+        "```",
+    ]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_run(results: Mapping[str, Any], out: Path) -> list[Path]:
+    """metrics.png (aggregate per metric) and distribution.png (per-query scores)."""
+    plt = _pyplot()
+    agg = results["aggregate"]
+    metrics = [m for m in SCORED if m in agg]
+    written: list[Path] = []
+    if not metrics:
+        return written
+    label = f"{results['dataset']['name']} · {results['config']['retriever']}"
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(metrics)), 3.6))
+    values = [float(agg[m]) for m in metrics]
+    bars = ax.bar([SHORT.get(m, m) for m in metrics], values, color="#4C72B0")
+    ax.bar_label(bars, labels=[f"{v:.3f}" for v in values], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_title(label)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "metrics.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "metrics.png")
+
+    series = {
+        SHORT.get(m, m): [r[m] for r in results["queries"] if r.get(m) is not None] for m in metrics
+    }
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(series)), 3.6))
+    ax.boxplot(list(series.values()), showmeans=True)
+    ax.set_xticks(range(1, len(series) + 1), list(series), rotation=30, fontsize=8)
+    ax.set_ylim(-0.05, 1.05)
+    ax.set_title(f"per-query distribution · {label}")
+    fig.tight_layout()
+    fig.savefig(out / "distribution.png", dpi=110)
+    plt.close(fig)
+    written.append(out / "distribution.png")
+    return written
+
+
+# -- comparison -----------------------------------------------------------------------------------
+def load_results(path: Path) -> dict[str, Any]:
+    file = path / "results.json" if path.is_dir() else path
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RagAppError(f"{path}: no results.json (is it a run folder?)") from None
+    except (OSError, ValueError) as exc:
+        raise RagAppError(f"{file}: cannot read results: {exc}") from exc
+    if not isinstance(data, dict) or "aggregate" not in data or "queries" not in data:
+        raise RagAppError(f"{file}: not an evaluation results file")
+    data["_path"] = str(path)
+    return data
+
+
+def run_label(results: Mapping[str, Any]) -> str:
+    return Path(str(results.get("_path", "run"))).name or "run"
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dict[str, Any]:
+    """Paired t-test and paired randomization (sign-flip permutation) test of b - a."""
+    import warnings
+
+    import numpy as np
+    from scipy import stats
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = y - x
+    out: dict[str, Any] = {
+        "n": len(x),
+        "mean_delta": float(np.mean(diff)) if len(x) else None,
+        "t_pvalue": None,
+        "perm_pvalue": None,
+    }
+    if len(x) < 2:
+        return out
+    if np.allclose(diff, 0.0):
+        out.update(t_pvalue=1.0, perm_pvalue=1.0)
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # a constant, non-zero difference has no variance at all: as significant as it gets
+        tp = 0.0 if np.allclose(diff, diff[0]) else float(stats.ttest_rel(y, x).pvalue)
+        perm = stats.permutation_test(
+            (x, y),
+            lambda u, v, axis=-1: np.mean(v - u, axis=axis),
+            permutation_type="samples",
+            vectorized=True,
+            n_resamples=10_000 if len(x) > 13 else np.inf,
+            alternative="two-sided",
+            random_state=seed,
+        )
+    out["t_pvalue"] = tp if math.isfinite(tp) else 1.0
+    out["perm_pvalue"] = float(perm.pvalue)
+    return out
+
+
+def compare_runs(runs: Sequence[Mapping[str, Any]], *, alpha: float = 0.05) -> dict[str, Any]:
+    """Baseline = the first run. Per metric: values, deltas and paired tests over the samples
+    (user/query) both runs scored."""
+    if len(runs) < 2:
+        raise RagAppError("compare needs at least two runs")
+    base = runs[0]
+    metrics = [m for m in SCORED if all(m in r["aggregate"] for r in runs)]
+    extra = ["leak_rate"]
+    table: list[dict[str, Any]] = []
+    for metric in metrics + extra:
+        row: dict[str, Any] = {"metric": metric, "values": [], "deltas": [], "tests": []}
+        base_scores = {q["key"]: q.get(metric) for q in base["queries"]}
+        for run in runs:
+            value = run["aggregate"].get(metric)
+            row["values"].append(value)
+            row["deltas"].append(
+                None
+                if value is None or base["aggregate"].get(metric) is None
+                else float(value) - float(base["aggregate"][metric])
+            )
+            if run is base or metric in extra:
+                row["tests"].append(None)
+                continue
+            scores = {q["key"]: q.get(metric) for q in run["queries"]}
+            keys = sorted(
+                k
+                for k in base_scores.keys() & scores.keys()
+                if base_scores[k] is not None and scores[k] is not None
+            )
+            test = paired_test([base_scores[k] for k in keys], [scores[k] for k in keys])
+            test["significant"] = bool(
+                test.get("perm_pvalue") is not None and test["perm_pvalue"] < alpha
+            )
+            row["tests"].append(test)
+        table.append(row)
+    return {
+        "runs": [
+            {
+                "label": run_label(r),
+                "path": r.get("_path"),
+                "config": r["config"],
+                "dataset": r["dataset"]["name"],
+            }
+            for r in runs
+        ],
+        "alpha": alpha,
+        "metrics": table,
+    }
+
+
+def comparison_markdown(comparison: Mapping[str, Any]) -> str:
+    runs = comparison["runs"]
+    head = "| metric | " + " | ".join(r["label"] for r in runs) + " |"
+    lines = [
+        "# Comparison",
+        "",
+        "Baseline: " + runs[0]["label"] + ". Δ = run − baseline; p = paired randomization test "
+        "(10,000 sign flips) / paired t-test over the samples both runs scored; * = p < "
+        f"{comparison['alpha']}.",
+        "",
+        head,
+        "|---|" + "---|" * len(runs),
+    ]
+    for row in comparison["metrics"]:
+        cells = []
+        for i, value in enumerate(row["values"]):
+            cell = _fmt(value)
+            if i > 0 and row["deltas"][i] is not None:
+                cell += f" (Δ {row['deltas'][i]:+.4f}"
+                test = row["tests"][i]
+                if test and test.get("perm_pvalue") is not None:
+                    star = "*" if test["significant"] else ""
+                    cell += f", p={test['perm_pvalue']:.3g}/{test['t_pvalue']:.3g}{star}"
+                cell += ")"
+            cells.append(cell)
+        lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "| run | dataset | retriever | k | fusion | alpha | users |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        c = r["config"]
+        lines.append(
+            f"| {r['label']} | {r['dataset']} | {c['retriever']} | {c['k']} | "
+            f"{c.get('fusion')} | {c.get('hybrid_alpha')} | {', '.join(c.get('users', []))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_comparison(comparison: Mapping[str, Any], out: Path) -> Path:
+    """Grouped bars: each metric per configuration."""
+    import numpy as np
+
+    plt = _pyplot()
+    rows = [r for r in comparison["metrics"] if r["metric"] in SCORED]
+    runs = comparison["runs"]
+    x = np.arange(len(rows))
+    width = 0.8 / max(1, len(runs))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(rows)), 3.8))
+    for i, run in enumerate(runs):
+        values = [float(r["values"][i] or 0.0) for r in rows]
+        ax.bar(x + i * width, values, width, label=run["label"])
+    ax.set_xticks(
+        x + width * (len(runs) - 1) / 2, [SHORT.get(r["metric"], r["metric"]) for r in rows]
+    )
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    ax.set_title("metric per configuration")
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "compare.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,503 @@
+"""Run an evaluation: ingest the dataset's corpus into its own collection (once), retrieve for
+every sample as a principal through the application's own `Searcher`, score, aggregate.
+
+* **Evaluation collection.** A dataset with a corpus is ingested with the project's `Ingestor`
+  into a collection named ``eval-<name>-<hash>``, the hash covering the corpus bytes, metadata
+  overrides, embedding model and chunking settings. The next run finds every file unchanged
+  and embeds nothing (and the BM25 index is loaded from disk).
+* **One retrieval per sample.** Each sample is searched once, deep enough to rank
+  ``depth`` (100) documents; the first ``k`` chunks of that ranking are the sample's contexts
+  (what a chat would see) and feed the RAGAS metrics, the document ranking (chunk hits mapped to
+  document ids, max aggregation: a document ranks where its best chunk does) feeds the ranked
+  metrics.
+* **Permission-aware.** Samples run as a principal: anonymous ``eval`` for BEIR corpora
+  without ACLs, otherwise each ``--as-user``. Relevant documents the user may not read are
+  removed from the judgements (recall over permitted documents). Every retrieved chunk is
+  checked, independently of `rag_app.retrieval.permissions`, against the users file and the
+  chunk's tenant/acl: the leak rate must be 0. A sample's ``expected`` outcome per user
+  (``answer``: some reference visible; ``no-access``: none) is checked against the stored ACLs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_app.errors import ConfigError
+from rag_app.evaluation.datasets import DatasetError, EvalDataset, corpus_fingerprint
+from rag_app.evaluation.metrics import (
+    ID_METRICS,
+    RANKED_METRICS,
+    TEXT_METRICS,
+    ContextSample,
+    mean_of,
+    ragas_scores,
+    ranked_scores,
+)
+from rag_app.retrieval.permissions import Principal
+from rag_app.stores.base import StoreHit
+
+if TYPE_CHECKING:
+    from rag_app.app import App
+
+RESULTS_VERSION = 1
+MAX_CHUNKS = 1000  # SecureSearch's k limit
+Progress = Callable[..., Any]  # tqdm-like factory: (total=, desc=, unit=) -> bar
+
+
+@dataclass
+class RunOptions:
+    retriever: str | None = None  # dense | bm25 | hybrid; default RAG_RETRIEVER
+    k: int | None = None  # contexts (chunks) per sample; default RAG_K
+    depth: int = 100  # documents ranked per sample for the ranked metrics
+    users: Sequence[str] = ()  # () = anonymous principal of the corpus tenant; "all" expands
+    limit: int | None = None  # only the first N samples (quick looks)
+    show_progress: bool = True
+    command: str | None = None  # the command line, for reproduction
+
+
+@dataclass
+class Who:
+    """An evaluated principal and, independently of rag_app.permissions, what it may read."""
+
+    name: str  # user name, or "anonymous@<tenant>"
+    principal: Principal
+    tenant: str
+    tokens: frozenset[str]
+
+    def may_read(self, metadata: Mapping[str, Any]) -> bool:
+        tenant = metadata.get("tenant")
+        acl = metadata.get("acl")
+        if not isinstance(tenant, str) or tenant != self.tenant:
+            return False
+        if not isinstance(acl, list | tuple):
+            return False
+        return any(isinstance(t, str) and t in self.tokens for t in acl)
+
+
+@dataclass
+class Prepared:
+    app: App
+    collection: str
+    ingest: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+# -- collection -----------------------------------------------------------------------------------
+def collection_name(app: App, dataset: EvalDataset) -> str:
+    s = app.settings
+    key = json.dumps(
+        {
+            "corpus": corpus_fingerprint(dataset.corpus),
+            "overrides": dataset.overrides,
+            "model": app.embeddings.name,
+            "chunk_size": s.chunk_size,
+            "chunk_overlap": s.chunk_overlap,
+            "date_fields": sorted(s.date_fields),
+            "version": 1,
+        },
+        sort_keys=True,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", dataset.name).strip("-").lower()[:30] or "dataset"
+    return f"eval-{slug}-{digest}"
+
+
+def prepare(app: App, dataset: EvalDataset, *, progress: Progress | None = None) -> Prepared:
+    """The App to evaluate against: the dataset's own collection (ingested now if needed), or
+    the configured collection when the dataset brings no corpus."""
+    if not dataset.corpus:
+        return Prepared(app=app, collection=app.settings.collection)
+    from rag_app.app import App
+
+    name = collection_name(app, dataset)
+    eval_app = App(app.settings.model_copy(update={"collection": name}), embeddings=app.embeddings)
+    started = time.perf_counter()
+
+    def bar(total: int) -> Any:
+        if progress is None:
+            return None
+        return progress(total=total, desc=f"embedding {dataset.name}", unit="chunk")
+
+    report = eval_app.ingestor.ingest(
+        dataset.corpus,
+        overrides=dataset.overrides,
+        progress=bar if progress is not None else None,
+    )
+    if report.rejected:
+        shown = "; ".join(f"{r.location}: {r.reason}" for r in report.rejected[:5])
+        raise DatasetError(
+            f"{len(report.rejected)} corpus input(s) of {dataset.name} were rejected: {shown}"
+        )
+    return Prepared(
+        app=eval_app,
+        collection=name,
+        ingest=report.as_dict(),
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- principals -----------------------------------------------------------------------------------
+def resolve_users(app: App, dataset: EvalDataset, users: Sequence[str]) -> list[Who]:
+    if not users:
+        tenant = dataset.overrides.get("tenant")
+        if not isinstance(tenant, str):
+            listed = ", ".join(dataset.users()) or "USER"
+            raise ConfigError(
+                f"the documents of {dataset.name} carry their own tenants and ACLs: evaluate as "
+                f"a user with --as-user (e.g. {listed}, or --as-user all)"
+            )
+        return [
+            Who(
+                f"anonymous@{tenant}",
+                Principal.anonymous(tenant),
+                tenant,
+                frozenset({"public"}),
+            )
+        ]
+    names: list[str] = []
+    for user in users:
+        if user == "all":
+            if not dataset.users():
+                raise ConfigError(
+                    f"--as-user all: {dataset.name} names no users in its samples' 'expected'"
+                )
+            names.extend(dataset.users())
+        else:
+            names.append(user)
+    from rag_app.users import UserDirectory
+
+    directory = (
+        UserDirectory.load(dataset.users_file) if dataset.users_file is not None else app.users
+    )
+    out = []
+    for name in dict.fromkeys(names):
+        record = directory.record(name)
+        tokens = {"public", f"user:{name}", *(f"group:{g}" for g in record.groups)}
+        out.append(Who(name, directory.principal(name), record.tenant, frozenset(tokens)))
+    return out
+
+
+# -- document ids ---------------------------------------------------------------------------------
+class DocIds:
+    """Chunk metadata -> the document id the dataset judges (``doc_id`` or ``source``; a source
+    matches a reference id equal to it or ending in ``/<id>``)."""
+
+    def __init__(self, id_field: str, reference_ids: set[str]) -> None:
+        self.id_field = id_field
+        self.reference_ids = reference_ids
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, metadata: Mapping[str, Any]) -> str:
+        value = metadata.get(self.id_field)
+        if value is None and self.id_field == "doc_id":
+            value = metadata.get("source")
+        raw = str(value) if value is not None else "?"
+        if self.id_field != "source":
+            return raw
+        if raw not in self._cache:
+            match = raw if raw in self.reference_ids else None
+            if match is None:
+                match = next(
+                    (r for r in sorted(self.reference_ids) if raw.endswith("/" + r.lstrip("/"))),
+                    raw,
+                )
+            self._cache[raw] = match
+        return self._cache[raw]
+
+
+def documents_in_store(app: App, doc_ids: DocIds) -> dict[str, dict[str, Any]]:
+    """Document id -> metadata of one of its chunks (tenant and acl are per document)."""
+    docs: dict[str, dict[str, Any]] = {}
+    for record in app.store.records():
+        docs.setdefault(doc_ids(record.metadata), dict(record.metadata))
+    return docs
+
+
+# -- the run --------------------------------------------------------------------------------------
+def _retrieve(
+    searcher: Any, principal: Principal, query: str, k: int, depth: int, doc_ids: DocIds
+) -> list[StoreHit]:
+    chunks = min(MAX_CHUNKS, max(k, depth * 3))
+    while True:
+        hits = list(searcher.search(principal, query, k=chunks).hits)
+        docs = {doc_ids(h.metadata) for h in hits}
+        if len(docs) >= depth or len(hits) < chunks or chunks >= MAX_CHUNKS:
+            return hits
+        chunks = min(MAX_CHUNKS, chunks * 2)
+
+
+def run_evaluation(
+    app: App,
+    dataset: EvalDataset,
+    options: RunOptions,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Evaluate and return the results document (what ``results.json`` holds)."""
+    started = time.perf_counter()
+    settings = app.settings
+    retriever = options.retriever or settings.retriever
+    k = options.k or settings.k
+    if not 1 <= k <= MAX_CHUNKS:
+        raise ConfigError(f"-k must be between 1 and {MAX_CHUNKS}")
+    if not 1 <= options.depth <= MAX_CHUNKS:
+        raise ConfigError(f"depth must be between 1 and {MAX_CHUNKS}")
+    samples = dataset.samples[: options.limit] if options.limit else dataset.samples
+
+    prepared = prepare(app, dataset, progress=progress)
+    eapp = prepared.app
+    whos = resolve_users(app, dataset, options.users)
+    searcher = eapp.searcher(retriever)
+
+    reference_ids = {d for s in samples for d in s.relevant}
+    doc_ids = DocIds(dataset.id_field, reference_ids)
+    t0 = time.perf_counter()
+    stored = documents_in_store(eapp, doc_ids)
+    missing = sorted(reference_ids - set(stored))
+    if missing and dataset.corpus and dataset.kind == "ragas":
+        raise DatasetError(
+            f"{dataset.name}: reference_context_ids not found in the corpus: "
+            + ", ".join(missing[:10])
+        )
+    index_seconds = 0.0
+    if retriever in ("bm25", "hybrid"):
+        t_index = time.perf_counter()
+        eapp.keyword_index.refresh()
+        index_seconds = time.perf_counter() - t_index
+    scan_seconds = time.perf_counter() - t0 - index_seconds
+
+    rows: list[dict[str, Any]] = []
+    qrels: dict[str, dict[str, int]] = {}
+    run: dict[str, list[str]] = {}
+    contexts: list[ContextSample] = []
+    latencies: list[float] = []
+    mismatches: list[dict[str, Any]] = []
+    total = len(whos) * len(samples)
+    bar = (
+        progress(total=total, desc=f"retrieving ({retriever})", unit="query") if progress else None
+    )
+    try:
+        for who in whos:
+            for sample in samples:
+                key = f"{who.name}/{sample.id}"
+                relevant = {d: g for d, g in sample.relevant.items() if g > 0}
+                permitted = {
+                    d: g for d, g in relevant.items() if d in stored and who.may_read(stored[d])
+                }
+                hidden = set(relevant) - set(permitted)
+                outcome = "answer" if permitted else "no-access"
+                expected = sample.expected.get(who.name)
+                if relevant and expected is not None and expected != outcome:
+                    mismatches.append(
+                        {
+                            "user": who.name,
+                            "query_id": sample.id,
+                            "expected": expected,
+                            "actual": outcome,
+                        }
+                    )
+                t_query = time.perf_counter()
+                hits = _retrieve(
+                    searcher, who.principal, sample.user_input, k, options.depth, doc_ids
+                )
+                latencies.append(time.perf_counter() - t_query)
+                ranking = list(dict.fromkeys(doc_ids(h.metadata) for h in hits))[: options.depth]
+                top = hits[:k]
+                leaked = [h.id for h in hits if not who.may_read(h.metadata)]
+                restricted = sorted(hidden & set(ranking))
+                if permitted:
+                    qrels[key] = permitted
+                    run[key] = ranking
+                context_ids = list(dict.fromkeys(doc_ids(h.metadata) for h in top))
+                applies_text = bool(sample.reference_contexts) and (not relevant or bool(permitted))
+                contexts.append(
+                    ContextSample(
+                        key=key,
+                        user_input=sample.user_input,
+                        retrieved_ids=context_ids,
+                        retrieved_contexts=[h.text for h in top],
+                        reference_ids=sorted(permitted) or None,
+                        reference_contexts=sample.reference_contexts if applies_text else None,
+                    )
+                )
+                rows.append(
+                    {
+                        "key": key,
+                        "user": who.name,
+                        "query_id": sample.id,
+                        "query": sample.user_input,
+                        "relevant": len(relevant),
+                        "permitted": len(permitted),
+                        "expected": expected,
+                        "outcome": outcome if relevant else None,
+                        "retrieved_chunks": len(hits),
+                        "leaked_chunks": len(leaked),
+                        "leaked_ids": leaked,
+                        "restricted_sources": restricted,
+                        "top_documents": ranking[:10],
+                        "context_ids": context_ids,
+                        "latency_ms": round(latencies[-1] * 1000, 2),
+                    }
+                )
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    retrieval_seconds = time.perf_counter() - t0 - scan_seconds - index_seconds
+
+    t_metrics = time.perf_counter()
+    ranked = ranked_scores(qrels, run)
+    ragas = ragas_scores(contexts, show_progress=options.show_progress)
+    for n, row in enumerate(rows):
+        for metric in RANKED_METRICS:
+            row[metric] = ranked[metric].get(row["key"])
+        for metric in (*ID_METRICS, *TEXT_METRICS):
+            row[metric] = ragas[metric][n]
+    metric_seconds = time.perf_counter() - t_metrics
+
+    aggregate = summarize(rows, mismatches)
+    per_user = (
+        {who.name: summarize([r for r in rows if r["user"] == who.name], []) for who in whos}
+        if len(whos) > 1
+        else {}
+    )
+    searcher_config = getattr(searcher, "config", {})
+    index = eapp.keyword_index if retriever in ("bm25", "hybrid") else None
+    return {
+        "version": RESULTS_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": dataset.describe(),
+        "config": {
+            "retriever": retriever,
+            "k": k,
+            "depth": options.depth,
+            "users": [w.name for w in whos],
+            "limit": options.limit,
+            "collection": prepared.collection,
+            "store": eapp.store.info.backend,
+            "embedding_model": eapp.embeddings.name,
+            "chunk_size": settings.chunk_size,
+            "chunk_overlap": settings.chunk_overlap,
+            "fusion": settings.fusion,
+            "hybrid_alpha": settings.hybrid_alpha,
+            "rrf_k": settings.rrf_k,
+            "hybrid": searcher_config,
+            "bm25": index.config if index is not None else None,
+            "command": options.command,
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+        "ingest": prepared.ingest,
+        "timings": {
+            "ingest_s": round(prepared.seconds, 3),
+            "bm25_index_s": round(index_seconds, 3),
+            "store_scan_s": round(scan_seconds, 3),
+            "retrieval_s": round(retrieval_seconds, 3),
+            "query_ms_mean": round(1000 * statistics.fmean(latencies), 2) if latencies else None,
+            "query_ms_p95": round(1000 * _quantile(latencies, 0.95), 2) if latencies else None,
+            "metrics_s": round(metric_seconds, 3),
+            "total_s": round(time.perf_counter() - started, 3),
+        },
+        "aggregate": aggregate,
+        "per_user": per_user,
+        "expectation_mismatches": mismatches,
+        "queries": rows,
+    }
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+SCORED_METRICS = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS)
+
+
+def summarize(rows: Sequence[Mapping[str, Any]], mismatches: Sequence[Any]) -> dict[str, Any]:
+    """Means over the samples each metric applies to, plus permission counters."""
+    out: dict[str, Any] = {"samples": len(rows)}
+    counts: dict[str, int] = {}
+    for metric in SCORED_METRICS:
+        mean, n = mean_of([r.get(metric) for r in rows])
+        if n:
+            out[metric] = mean
+            counts[metric] = n
+    retrieved = sum(int(r["retrieved_chunks"]) for r in rows)
+    leaked = sum(int(r["leaked_chunks"]) for r in rows)
+    no_access = [r for r in rows if r.get("outcome") == "no-access"]
+    out.update(
+        {
+            "leak_rate": leaked / retrieved if retrieved else 0.0,
+            "leaked_chunks": leaked,
+            "retrieved_chunks": retrieved,
+            "no_access_samples": len(no_access),
+            "restricted_source_hits": sum(1 for r in rows if r["restricted_sources"]),
+            "expectation_mismatches": len(mismatches),
+            "n": counts,
+        }
+    )
+    return out
+
+
+# -- gates ----------------------------------------------------------------------------------------
+def parse_thresholds(items: Sequence[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--fail-under expects METRIC=VALUE, got {item!r}")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--fail-under {item!r}: {value!r} is not a number") from None
+    return out
+
+
+def gate_failures(results: Mapping[str, Any], thresholds: Mapping[str, float]) -> list[str]:
+    """Why this run fails its gate (empty: it passes). Leaks and expectation mismatches always
+    fail; each threshold fails when its metric is below it (or was not computed)."""
+    agg = results["aggregate"]
+    failures: list[str] = []
+    if agg.get("leaked_chunks"):
+        failures.append(
+            f"leak: {agg['leaked_chunks']} retrieved chunk(s) the principal may not read "
+            f"(leak rate {agg['leak_rate']:.4f})"
+        )
+    if agg.get("restricted_source_hits"):
+        failures.append(f"{agg['restricted_source_hits']} sample(s) retrieved a restricted source")
+    if agg.get("expectation_mismatches"):
+        failures.append(
+            f"{agg['expectation_mismatches']} sample(s) whose expected outcome differs from the "
+            "stored ACLs (see expectation_mismatches)"
+        )
+    numeric = {k for k, v in agg.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    for name, minimum in thresholds.items():
+        if name not in numeric:
+            if name in SCORED_METRICS:
+                failures.append(f"{name} was not computed for this dataset (gate {minimum})")
+                continue
+            raise ConfigError(
+                f"--fail-under: unknown metric {name!r}; this run has: {', '.join(sorted(numeric))}"
+            )
+        value = float(agg[name])
+        if value < minimum:
+            failures.append(f"{name} = {value:.4f} is below {minimum}")
+    return failures
+
+
+def default_run_dir(results: Mapping[str, Any], root: Path = Path("runs")) -> Path:
+    name = re.sub(r"[^A-Za-z0-9]+", "-", str(results["dataset"]["name"])).strip("-").lower()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return root / f"{name}-{results['config']['retriever']}-{stamp}"

@@ -1,0 +1,115 @@
+"""Chat models from settings: `local` (a GGUF model in an in-process llama.cpp server) or
+`openai` (OpenAI or any OpenAI-compatible server). Both are LangChain `ChatOpenAI` objects."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag_app.errors import ConfigError, MissingExtraError
+from rag_app.llm.models import resolve_model_path
+from rag_app.llm.server import LocalLLMServer
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from rag_app.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Local generation on a CPU is slow; a long answer must not time out between two tokens.
+LOCAL_TIMEOUT_S = 300.0
+REMOTE_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ChatLLM:
+    """A chat model plus whatever must be stopped with it (the local server)."""
+
+    model: BaseChatModel
+    name: str
+    backend: str  # "local" | "openai"
+    base_url: str | None = None
+    server: LocalLLMServer | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        where = f" at {self.base_url}" if self.base_url else ""
+        return f"{self.backend}:{self.name}{where}"
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+
+
+def _chat_openai(**kwargs: Any) -> BaseChatModel:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as exc:  # pragma: no cover - installed with the app
+        raise MissingExtraError("the chat model", "openai", "langchain-openai") from exc
+    return ChatOpenAI(**kwargs)
+
+
+def build_chat_llm(settings: Settings, *, cache_dir: Path | None = None) -> ChatLLM:
+    if settings.llm == "openai":
+        return build_openai_llm(settings)
+    if settings.llm == "local":
+        return build_local_llm(settings, cache_dir=cache_dir)
+    raise ConfigError(f"unknown llm {settings.llm!r}: use local or openai")
+
+
+def build_openai_llm(settings: Settings) -> ChatLLM:
+    if settings.openai_api_key is None and not settings.openai_base_url:
+        raise ConfigError(
+            "RAG_LLM=openai needs OPENAI_API_KEY (or OPENAI_BASE_URL for a compatible server)"
+        )
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    kwargs: dict[str, Any] = {
+        "model": settings.openai_chat_model,
+        "api_key": key,
+        "temperature": settings.llm_temperature,
+        "max_tokens": settings.llm_max_tokens,
+        "timeout": REMOTE_TIMEOUT_S,
+        "max_retries": 1,
+        "streaming": True,
+    }
+    if settings.openai_base_url:
+        # Not every compatible server accepts stream_options: count streamed chunks instead.
+        kwargs["base_url"] = settings.openai_base_url
+    else:
+        kwargs["stream_usage"] = True
+    return ChatLLM(
+        model=_chat_openai(**kwargs),
+        name=settings.openai_chat_model,
+        backend="openai",
+        base_url=settings.openai_base_url or "https://api.openai.com/v1",
+    )
+
+
+def build_local_llm(
+    settings: Settings,
+    *,
+    cache_dir: Path | None = None,
+    verbose: bool = False,
+) -> ChatLLM:
+    path, name = resolve_model_path(settings.llm_model_path, cache_dir)
+    server = LocalLLMServer(
+        path,
+        n_ctx=settings.llm_context_tokens,
+        threads=settings.llm_threads,
+        verbose=verbose or log.isEnabledFor(logging.DEBUG),
+    )
+    base_url = server.start()
+    model = _chat_openai(
+        model=name,
+        api_key="local",
+        base_url=base_url,
+        temperature=settings.llm_temperature,
+        max_tokens=settings.llm_max_tokens,
+        timeout=LOCAL_TIMEOUT_S,
+        max_retries=0,
+        streaming=True,
+        stream_usage=True,
+    )
+    return ChatLLM(model=model, name=name, backend="local", base_url=base_url, server=server)

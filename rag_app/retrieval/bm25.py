@@ -1,0 +1,404 @@
+"""BM25 keyword retrieval that obeys exactly the same access rules as dense retrieval.
+
+`KeywordIndex` is a BM25 index (`bm25s`, English stemming with PyStemmer and stopwords) over
+every chunk of one store, each chunk indexed with its document's title (twice: a field boost).
+Parameters k1=0.9, b=0.4 (the Anserini defaults) beat bm25s' 1.5/0.75 on SciFact, alone and
+in hybrid fusion. It is *derived* from the store, never written to directly:
+
+* **Source of truth.** The index is built from the store's own records
+  (`VectorStorePort.records(with_text=True)`), so it holds exactly the chunks, texts and
+  metadata (tenant, acl, ...) the dense side holds; no second ingestion path can drift.
+* **Staying in step.** Every write or delete of chunks (ingest, replace, ``--cleanup full``,
+  ``rag-app delete``) bumps a change counter in the ingest state
+  (`IngestState.bump_generation`). The index remembers the (generation, chunk count) it was
+  built at; before each search it compares them with the current ones (one small SQL query and
+  one count) and rebuilds when either moved. The count also catches a crash between a write
+  and its bump. Rebuilding SciFact's 11k chunks takes a few seconds; unchanged stores never
+  rebuild.
+* **Persistence.** The index lives under ``<data_dir>/bm25/<store key>/`` (bm25s' own arrays and
+  JSON, no pickle, plus our ``chunks.jsonl``), published atomically via ``current.json``, so a
+  new process loads it instead of rebuilding, and concurrent builders never see half an index.
+
+Access control: `KeywordIndex.search` takes the *effective filter* (access filter AND caller
+filter) and evaluates it with `filters.matches` on every chunk's metadata to build a mask
+*before* taking the top k (so k is never starved by forbidden chunks); `KeywordSearch` then
+re-checks every hit exactly like `SecureSearch`. Masks are cached per filter and index build.
+A plain BM25 retriever over all chunks followed by post-filtering (the classic
+`EnsembleRetriever` + `BM25Retriever` setup) would leak or starve; nothing here does that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag_app.errors import ConfigError
+from rag_app.retrieval.filters import FieldKind, Node, matches, to_dict
+from rag_app.retrieval.permissions import Principal
+from rag_app.retrieval.search import FilterInput, GuardedSearch, SearchResult
+from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
+
+log = logging.getLogger(__name__)
+
+INDEX_FORMAT = 1
+TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern
+MASK_CACHE_SIZE = 64
+
+
+class Analyzer:
+    """Lowercase word tokens (2+ characters), English stopwords removed, Snowball-stemmed."""
+
+    def __init__(self, *, language: str = "english", stopwords: bool = True, stem: bool = True):
+        self.language = language
+        self.use_stopwords = stopwords
+        self.use_stemmer = stem
+        self._stopwords: frozenset[str] = frozenset()
+        if stopwords:
+            if language != "english":
+                raise ConfigError(f"BM25 stopwords are available for english only, not {language}")
+            from bm25s.stopwords import STOPWORDS_EN
+
+            self._stopwords = frozenset(STOPWORDS_EN)
+        self._stemmer: Any = None
+        if stem:
+            try:
+                import Stemmer
+            except ImportError as exc:  # pragma: no cover - a core dependency
+                raise ConfigError("BM25 stemming needs the 'PyStemmer' package") from exc
+            self._stemmer = Stemmer.Stemmer(language)
+        self._lock = threading.Lock()  # PyStemmer objects are not thread-safe
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "language": self.language,
+            "stopwords": self.use_stopwords,
+            "stem": self.use_stemmer,
+            "pattern": TOKEN_RE.pattern,
+        }
+
+    def __call__(self, text: str) -> list[str]:
+        tokens = [t for t in TOKEN_RE.findall(text.lower()) if t not in self._stopwords]
+        if self._stemmer is not None and tokens:
+            with self._lock:
+                tokens = list(self._stemmer.stemWords(tokens))
+        return tokens
+
+    def many(self, texts: Iterable[str]) -> list[list[str]]:
+        return [self(t) for t in texts]
+
+
+def index_text(
+    text: str,
+    metadata: Mapping[str, Any],
+    title_field: str | None = "title",
+    title_weight: int = 1,
+) -> str:
+    """What BM25 indexes for a chunk: its document's title (`title_weight` times, a simple
+    field boost), then its text, so a chunk deep in a long document still matches the words
+    of its title. A chunk that starts with the title (a Markdown heading) gets one copy less."""
+    title = metadata.get(title_field) if title_field else None
+    if not isinstance(title, str) or not title.strip() or title_weight < 1:
+        return text
+    copies = title_weight - (1 if text.lstrip().startswith(title.strip()) else 0)
+    return "\n".join([title.strip()] * copies + [text])
+
+
+@dataclass(frozen=True)
+class _Built:
+    key: tuple[int, int]  # (generation, chunk count) of the store when built
+    ids: list[str]
+    texts: list[str]
+    metadatas: list[dict[str, Any]]
+    model: Any  # bm25s.BM25, or None for an empty store
+
+
+class KeywordIndex:
+    """BM25 over every chunk of one store, rebuilt from the store when it changed."""
+
+    def __init__(
+        self,
+        store: VectorStorePort,
+        *,
+        generation: Callable[[], int],
+        directory: Path | None = None,
+        analyzer: Analyzer | None = None,
+        k1: float = 0.9,
+        b: float = 0.4,
+        method: str = "lucene",
+        title_field: str | None = "title",
+        title_weight: int = 2,
+    ) -> None:
+        self.store = store
+        self._generation = generation
+        self.directory = Path(directory) if directory is not None else None
+        self.analyzer = analyzer or Analyzer()
+        self.k1 = k1
+        self.b = b
+        self.method = method
+        self.title_field = title_field
+        self.title_weight = title_weight
+        self._built: _Built | None = None
+        self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.RLock()
+        self.rebuilds = 0  # builds from the store in this process (for tests and stats)
+        self.loads = 0  # loads from disk in this process
+
+    # -- configuration ----------------------------------------------------------------------
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "format": INDEX_FORMAT,
+            "analyzer": self.analyzer.config,
+            "k1": self.k1,
+            "b": self.b,
+            "method": self.method,
+            "title_field": self.title_field,
+            "title_weight": self.title_weight,
+        }
+
+    def _config_hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:16]
+
+    # -- freshness ------------------------------------------------------------------------------
+    def current_key(self) -> tuple[int, int]:
+        return (int(self._generation()), int(self.store.count()))
+
+    def ensure_fresh(self) -> _Built:
+        """The index for the store as it is now: in memory, from disk, or rebuilt."""
+        key = self.current_key()
+        with self._lock:
+            built = self._built
+            if built is not None and built.key == key:
+                return built
+            loaded = self._load(key)
+            if loaded is not None:
+                self._install(loaded)
+                self.loads += 1
+                return loaded
+            fresh = self._build(key)
+            self._install(fresh)
+            self.rebuilds += 1
+            self._save(fresh)
+            return fresh
+
+    def _install(self, built: _Built) -> None:
+        self._built = built
+        self._masks.clear()
+
+    def refresh(self) -> None:
+        """Bring the index up to date now (e.g. right after an ingest)."""
+        self.ensure_fresh()
+
+    @property
+    def size(self) -> int:
+        return len(self.ensure_fresh().ids)
+
+    # -- build ----------------------------------------------------------------------------------
+    def _build(self, key: tuple[int, int]) -> _Built:
+        ids: list[str] = []
+        texts: list[str] = []
+        metadatas: list[dict[str, Any]] = []
+        for record in self.store.records(with_text=True):
+            ids.append(record.id)
+            texts.append(record.text or "")
+            metadatas.append(dict(record.metadata))
+        log.info("building the BM25 index over %d chunks", len(ids))
+        model = self._fit(texts, metadatas)
+        # The store may have changed while we read it; the next search then rebuilds again.
+        return _Built(key=key, ids=ids, texts=texts, metadatas=metadatas, model=model)
+
+    def _fit(self, texts: list[str], metadatas: list[dict[str, Any]]) -> Any:
+        if not texts:
+            return None
+        import bm25s
+
+        # bm25s sets its own logger to DEBUG at import; keep it as quiet as everything else.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
+        corpus = self.analyzer.many(
+            index_text(t, m, self.title_field, self.title_weight)
+            for t, m in zip(texts, metadatas, strict=True)
+        )
+        model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        model.index(corpus, show_progress=False)
+        return model
+
+    # -- persistence ----------------------------------------------------------------------------
+    def _root(self) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory
+
+    def _load(self, key: tuple[int, int]) -> _Built | None:
+        root = self._root()
+        if root is None:
+            return None
+        try:
+            current = json.loads((root / "current.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if (
+            not isinstance(current, dict)
+            or current.get("config") != self._config_hash()
+            or tuple(current.get("key") or ()) != key
+        ):
+            return None
+        folder = root / str(current.get("dir", ""))
+        try:
+            ids: list[str] = []
+            texts: list[str] = []
+            metadatas: list[dict[str, Any]] = []
+            with (folder / "chunks.jsonl").open(encoding="utf-8") as fh:
+                for line in fh:
+                    row = json.loads(line)
+                    ids.append(row["id"])
+                    texts.append(row["text"])
+                    metadatas.append(row["metadata"])
+            model = None
+            if ids:
+                import bm25s
+
+                model = bm25s.BM25.load(
+                    str(folder / "bm25"), mmap=False, allow_pickle=False, show_progress=False
+                )
+        except Exception as exc:
+            log.warning("BM25 index in %s is unreadable (%s); rebuilding", folder, exc)
+            return None
+        return _Built(key=key, ids=ids, texts=texts, metadatas=metadatas, model=model)
+
+    def _save(self, built: _Built) -> None:
+        root = self._root()
+        if root is None:
+            return
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            name = f"index-{uuid.uuid4().hex[:12]}"
+            tmp = root / f"tmp-{name}"
+            tmp.mkdir()
+            with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
+                for i, t, m in zip(built.ids, built.texts, built.metadatas, strict=True):
+                    fh.write(json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False))
+                    fh.write("\n")
+            if built.model is not None:
+                built.model.save(str(tmp / "bm25"), allow_pickle=False, show_progress=False)
+            os.replace(tmp, root / name)
+            pointer = {"dir": name, "key": list(built.key), "config": self._config_hash()}
+            pointer_tmp = root / f"current.json.{name}"
+            pointer_tmp.write_text(json.dumps(pointer), encoding="utf-8")
+            os.replace(pointer_tmp, root / "current.json")
+            for old in root.iterdir():
+                if old.name != name and old.name.startswith(("index-", "tmp-")):
+                    shutil.rmtree(old, ignore_errors=True)
+        except OSError as exc:
+            log.warning("could not persist the BM25 index under %s: %s", root, exc)
+
+    # -- search ---------------------------------------------------------------------------------
+    def _mask(self, built: _Built, where: Node) -> np.ndarray:
+        # repr keeps value types apart (True vs 1), which node equality would not.
+        cache_key = repr(where)
+        with self._lock:
+            if self._built is built and cache_key in self._masks:
+                self._masks.move_to_end(cache_key)
+                return self._masks[cache_key]
+        mask = np.fromiter(
+            (matches(where, meta) for meta in built.metadatas), dtype=bool, count=len(built.ids)
+        )
+        with self._lock:
+            if self._built is built:
+                self._masks[cache_key] = mask
+                while len(self._masks) > MASK_CACHE_SIZE:
+                    self._masks.popitem(last=False)
+        return mask
+
+    def search(self, query: str, k: int, where: Node) -> list[StoreHit]:
+        """Top-k chunks by BM25 among those matching `where` (the effective filter), only
+        chunks that share at least one term with the query. `where` is required: there is
+        no unfiltered keyword search."""
+        if where is None:
+            raise ValueError("KeywordIndex.search needs the effective (access) filter")
+        built = self.ensure_fresh()
+        if built.model is None:
+            return []
+        token_ids = built.model.get_tokens_ids(self.analyzer(query))
+        if not token_ids:
+            return []
+        scores = np.asarray(built.model.get_scores_from_ids(token_ids), dtype=np.float64)
+        mask = self._mask(built, where)
+        candidates = np.flatnonzero(mask & (scores > 0.0))
+        if candidates.size == 0:
+            return []
+        # Highest score first; ties in index order (deterministic).
+        order = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
+        return [
+            StoreHit(
+                id=built.ids[i],
+                text=built.texts[i],
+                metadata=dict(built.metadatas[i]),
+                score=float(scores[i]),
+            )
+            for i in order
+        ]
+
+    def records(self) -> list[StoreRecord]:
+        """The indexed chunks (for tests and diagnostics)."""
+        built = self.ensure_fresh()
+        return [
+            StoreRecord(id=i, metadata=dict(m), text=t)
+            for i, t, m in zip(built.ids, built.texts, built.metadatas, strict=True)
+        ]
+
+
+class KeywordSearch(GuardedSearch):
+    """BM25 retrieval as a principal: access filter AND caller filter applied as a pre-filter
+    inside the index, then the same per-hit re-check as dense search."""
+
+    name = "bm25"
+
+    def __init__(
+        self,
+        index: KeywordIndex,
+        *,
+        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        date_fields: tuple[str, ...] = (),
+        default_k: int = 5,
+    ) -> None:
+        super().__init__(known_fields=known_fields, date_fields=date_fields, default_k=default_k)
+        self.index = index
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: FilterInput = None,
+        k: int | None = None,
+    ) -> SearchResult:
+        caller = self.parse_caller_filter(filter)
+        k = self._check_k(k)
+        where = self._access(principal, caller)
+        if where is None:
+            return self._denied()
+        hits = self.index.search(query, k, where)
+        allowed, dropped = self.recheck(principal, hits)
+        return SearchResult(
+            hits=allowed, effective_filter=to_dict(where), dropped=dropped, retriever=self.name
+        )
+
+
+def index_directory(data_dir: Path, store_location: str) -> Path:
+    """Where the BM25 index of one store lives: ``<data_dir>/bm25/<hash of the location>``."""
+    digest = hashlib.sha256(store_location.encode()).hexdigest()[:16]
+    return Path(data_dir) / "bm25" / digest

@@ -1,0 +1,254 @@
+"""BM25: analysis, access pre-filter, and staying in step with the store through ingestion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rag_app.app import App
+from rag_app.retrieval.bm25 import Analyzer, KeywordIndex, KeywordSearch, index_text
+from rag_app.retrieval.filters import Cmp, parse_filter
+from rag_app.retrieval.permissions import Principal, access_filter
+from rag_app.settings import Settings
+from rag_app.stores.chroma import ChromaStore
+from tests.fakes import HashEmbeddings
+
+
+def doc(title: str, body: str, *, tenant: str = "acme", acl: str = "[public]", **extra: Any) -> str:
+    fm = [f"title: {title}", f"tenant: {tenant}", f"acl: {acl}"]
+    fm += [f"{k}: {json.dumps(v)}" for k, v in extra.items()]
+    return "---\n" + "\n".join(fm) + "\n---\n" + body
+
+
+def make_app(tmp_path: Path, **settings: Any) -> App:
+    s = Settings(data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=10, **settings)
+    return App(s, embeddings=HashEmbeddings(32))
+
+
+ANON = Principal.anonymous("acme")
+
+
+def bm25_sources(app: App, query: str, principal: Principal = ANON, k: int = 50) -> list[str]:
+    hits = app.searcher("bm25").search(principal, query, k=k).hits
+    return [str(h.metadata["source"]).rsplit("/", 1)[-1] for h in hits]
+
+
+# -- analysis ------------------------------------------------------------------------------------
+def test_analyzer_stems_and_drops_stopwords() -> None:
+    analyzer = Analyzer()
+    assert analyzer("The robots are running quickly to the docks!") == [
+        "robot",
+        "run",
+        "quick",
+        "dock",
+    ]
+    assert analyzer("a I of") == []  # stopwords and one-letter tokens
+    plain = Analyzer(stopwords=False, stem=False)
+    assert plain("The Running dogs") == ["the", "running", "dogs"]
+
+
+def test_index_text_prefixes_the_title() -> None:
+    assert index_text("body text", {"title": "Leave"}) == "Leave\nbody text"
+    assert index_text("body", {"title": "Leave"}, title_weight=2) == "Leave\nLeave\nbody"
+    # a chunk that starts with its title (a Markdown heading) gets one copy less
+    assert index_text("Leave policy ...", {"title": "Leave"}, title_weight=2).count("Leave") == 2
+    assert index_text("body", {}) == "body"
+    assert index_text("body", {"title": "T"}, title_field=None) == "body"
+    assert index_text("body", {"title": "T"}, title_weight=0) == "body"
+
+
+# -- the index over a store -------------------------------------------------------------------
+@pytest.fixture
+def store(tmp_path: Path) -> ChromaStore:
+    emb = HashEmbeddings(8)
+    s = ChromaStore(collection="bm25-unit", dimension=8, embedding_model=emb.name, path=tmp_path)
+    rows = [
+        ("c1", "payroll salary payroll", {"tenant": "acme", "acl": ["public"], "flag": True}),
+        ("c2", "salary bands confidential", {"tenant": "acme", "acl": ["group:hr"], "flag": 1}),
+        ("c3", "payroll of globex", {"tenant": "globex", "acl": ["public"], "flag": True}),
+        ("c4", "kubernetes outage", {"tenant": "acme", "acl": ["public"], "flag": False}),
+    ]
+    s.upsert(
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        emb.embed_documents([r[1] for r in rows]),
+        [r[2] for r in rows],
+    )
+    return s
+
+
+def test_prefilter_applies_the_access_filter_before_top_k(store: ChromaStore) -> None:
+    index = KeywordIndex(store, generation=lambda: 0)
+    # c1 matches "payroll" best but globex's c3 must not take a place in acme's top-1 either
+    hits = index.search("payroll", 1, access_filter(Principal.anonymous("globex")))
+    assert [h.id for h in hits] == ["c3"]
+    hits = index.search("salary", 5, access_filter(ANON))
+    assert [h.id for h in hits] == ["c1"]  # c2 is hr-only
+    hr = Principal("acme", "ann", frozenset({"hr"}))
+    assert {h.id for h in index.search("salary", 5, access_filter(hr))} == {"c1", "c2"}
+    # only chunks sharing a term with the query; none for unknown words
+    assert index.search("zzz qqq", 5, access_filter(ANON)) == []
+    with pytest.raises(ValueError, match="effective"):
+        index.search("payroll", 5, None)  # type: ignore[arg-type]
+
+
+def test_mask_cache_keeps_value_types_apart(store: ChromaStore) -> None:
+    index = KeywordIndex(store, generation=lambda: 0)
+    hr = Principal("acme", "ann", frozenset({"hr"}))
+    keyword = KeywordSearch(index)
+    as_bool = keyword.search(hr, "salary payroll", filter={"flag": True}, k=10)
+    as_int = keyword.search(hr, "salary payroll", filter={"flag": 1}, k=10)
+    assert [h.id for h in as_bool.hits] == ["c1"]
+    assert [h.id for h in as_int.hits] == ["c2"]
+
+
+def test_scores_are_ranked_and_deterministic(store: ChromaStore) -> None:
+    index = KeywordIndex(store, generation=lambda: 0)
+    hits = index.search("payroll salary", 10, Cmp("tenant", "$eq", "acme"))
+    assert [h.id for h in hits] == ["c1", "c2"]
+    assert hits[0].score > hits[1].score > 0
+    assert hits == index.search("payroll salary", 10, Cmp("tenant", "$eq", "acme"))
+
+
+def test_an_empty_store_has_no_hits(tmp_path: Path) -> None:
+    emb = HashEmbeddings(8)
+    empty = ChromaStore(collection="empty", dimension=8, embedding_model=emb.name, path=tmp_path)
+    index = KeywordIndex(empty, generation=lambda: 0, directory=tmp_path / "bm25")
+    assert index.search("anything", 5, access_filter(ANON)) == []
+    assert index.size == 0
+
+
+def test_rebuilds_when_generation_or_count_moves(store: ChromaStore, tmp_path: Path) -> None:
+    generation = [0]
+    index = KeywordIndex(store, generation=lambda: generation[0], directory=tmp_path / "bm25")
+    where = access_filter(ANON)
+    assert index.search("kubernetes", 5, where)
+    assert index.rebuilds == 1
+    index.search("payroll", 5, where)
+    assert index.rebuilds == 1  # unchanged: no rebuild
+    store.delete(["c4"])  # a write whose bump never happened (crash): the count catches it
+    assert index.search("kubernetes", 5, where) == []
+    assert index.rebuilds == 2
+    emb = HashEmbeddings(8)
+    store.upsert(
+        ["c1"],
+        ["kubernetes now"],
+        emb.embed_documents(["kubernetes now"]),
+        [{"tenant": "acme", "acl": ["public"]}],
+    )  # same count: the bump tells
+    generation[0] += 1
+    assert [h.id for h in index.search("kubernetes", 5, where)] == ["c1"]
+    assert index.rebuilds == 3
+
+
+def test_persisted_index_is_loaded_not_rebuilt(store: ChromaStore, tmp_path: Path) -> None:
+    folder = tmp_path / "bm25"
+    first = KeywordIndex(store, generation=lambda: 7, directory=folder)
+    expected = first.search("payroll salary", 5, access_filter(ANON))
+    assert first.rebuilds == 1
+    second = KeywordIndex(store, generation=lambda: 7, directory=folder)
+    assert second.search("payroll salary", 5, access_filter(ANON)) == expected
+    assert (second.rebuilds, second.loads) == (0, 1)
+    # another generation: the persisted index is stale and replaced
+    third = KeywordIndex(store, generation=lambda: 8, directory=folder)
+    third.search("payroll", 5, access_filter(ANON))
+    assert (third.rebuilds, third.loads) == (1, 0)
+    assert len([p for p in folder.iterdir() if p.name.startswith("index-")]) == 1
+    # a different analyzer never reuses an index built with another
+    other = KeywordIndex(
+        store, generation=lambda: 8, directory=folder, analyzer=Analyzer(stem=False)
+    )
+    other.search("payroll", 5, access_filter(ANON))
+    assert (other.rebuilds, other.loads) == (1, 0)
+
+
+def test_a_corrupt_persisted_index_is_rebuilt(store: ChromaStore, tmp_path: Path) -> None:
+    folder = tmp_path / "bm25"
+    KeywordIndex(store, generation=lambda: 1, directory=folder).refresh()
+    current = json.loads((folder / "current.json").read_text())
+    (folder / current["dir"] / "chunks.jsonl").write_text("{not json\n")
+    index = KeywordIndex(store, generation=lambda: 1, directory=folder)
+    assert index.search("payroll", 5, access_filter(ANON))
+    assert (index.rebuilds, index.loads) == (1, 0)
+
+
+# -- in step with ingestion -------------------------------------------------------------------
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "a.md").write_text(doc("Alpha handbook", "alpha apples orchard " * 5))
+    (root / "b.md").write_text(doc("Beta guide", "beta bananas plantation " * 5))
+    (root / "secret.md").write_text(doc("Gamma", "gamma bananas vault " * 5, acl="[group:hr]"))
+    return root
+
+
+def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: Path) -> None:
+    app = make_app(tmp_path)
+    assert app.ingestor.ingest([corpus]).ok
+    g0 = app.state.generation()
+    assert g0 >= 1
+    assert bm25_sources(app, "apples") == ["a.md"]
+    assert bm25_sources(app, "bananas") == ["b.md"]  # secret.md is hr-only
+    hr = Principal("acme", "ann", frozenset({"hr"}))
+    assert sorted(bm25_sources(app, "bananas", hr)) == ["b.md", "secret.md"]
+    assert bm25_sources(app, "handbook") == ["a.md"]  # the title is indexed too
+
+    # unchanged re-ingest: no write, no bump, no rebuild
+    rebuilds = app.keyword_index.rebuilds
+    assert make_app(tmp_path).ingestor.ingest([corpus]).files_unchanged == 3
+    assert app.state.generation() == g0
+    bm25_sources(app, "apples")
+    assert app.keyword_index.rebuilds == rebuilds
+
+    # replace: the old words are gone, the new ones found (another App: another process)
+    (corpus / "a.md").write_text(doc("Alpha handbook", "alpha cherries orchard " * 5))
+    assert make_app(tmp_path).ingestor.ingest([corpus]).files_indexed == 1
+    assert app.state.generation() > g0
+    assert bm25_sources(app, "apples") == []
+    assert bm25_sources(app, "cherries") == ["a.md"]
+
+    # rag-app delete
+    source = next(
+        str(r.metadata["source"]) for r in app.store.records() if "b.md" in r.metadata["source"]
+    )
+    assert make_app(tmp_path).delete(sources=[source]) > 0
+    assert bm25_sources(app, "bananas") == []
+
+    # --cleanup full after a file vanished
+    (corpus / "secret.md").unlink()
+    report = make_app(tmp_path).ingestor.ingest([corpus], cleanup="full")
+    assert report.files_removed == 1
+    assert bm25_sources(app, "vault", hr) == []
+    assert sorted(bm25_sources(app, "alpha", hr)) == ["a.md"]
+
+    # a fresh process loads the persisted, current index instead of rebuilding
+    fresh = make_app(tmp_path)
+    assert bm25_sources(fresh, "cherries") == ["a.md"]
+    assert (fresh.keyword_index.rebuilds, fresh.keyword_index.loads) == (0, 1)
+
+
+def test_generation_is_bumped_even_when_indexing_fails(tmp_path: Path, corpus: Path) -> None:
+    from tests.fakes import ExplodingEmbeddings
+
+    app = make_app(tmp_path)
+    app.__dict__["embeddings"] = ExplodingEmbeddings(1, RuntimeError("boom"), dimension=32)
+    report = app.ingestor.ingest([corpus])
+    assert report.rejected
+    assert app.state.generation() >= 1
+
+
+def test_caller_filters_apply_to_bm25(tmp_path: Path, corpus: Path) -> None:
+    (corpus / "c.md").write_text(doc("Cider", "apples cider " * 5, category="drinks"))
+    app = make_app(tmp_path)
+    app.ingestor.ingest([corpus])
+    keyword = app.searcher("bm25")
+    hits = keyword.search(ANON, "apples", filter={"category": "drinks"}).hits
+    assert [str(h.metadata["source"]).rsplit("/", 1)[-1] for h in hits] == ["c.md"]
+    assert keyword.effective(ANON, {"category": "drinks"})["$and"][1] == {
+        "category": {"$eq": "drinks"}
+    }
+    assert parse_filter({"category": "drinks"}) is not None

@@ -1,0 +1,239 @@
+"""Fusion math, document-level hybrid fusion, and the one search entry point of the App."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from rag_app.app import App
+from rag_app.errors import ConfigError
+from rag_app.retrieval.hybrid import (
+    HybridSearch,
+    best_per_document,
+    document_key,
+    fuse_scores,
+    min_max,
+    rrf,
+    weighted,
+)
+from rag_app.retrieval.permissions import Principal
+from rag_app.retrieval.search import FilterInput, Searcher, SearchResult
+from rag_app.settings import Settings
+from rag_app.stores.base import StoreHit
+from tests.fakes import HashEmbeddings
+
+ANON = Principal.anonymous("acme")
+
+
+# -- math ----------------------------------------------------------------------------------------
+def test_rrf_known_values() -> None:
+    fused = rrf([["a", "b", "c"], ["b", "d"]], k=60)
+    assert fused["a"] == pytest.approx(1 / 61)
+    assert fused["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["c"] == pytest.approx(1 / 63)
+    assert fused["d"] == pytest.approx(1 / 62)
+    assert max(fused, key=fused.__getitem__) == "b"
+    weighted_rrf = rrf([["a"], ["b"]], k=1, weights=[0.75, 0.25])
+    assert weighted_rrf == {"a": pytest.approx(0.375), "b": pytest.approx(0.125)}
+    with pytest.raises(ValueError):
+        rrf([["a"]], k=0)
+    with pytest.raises(ValueError):
+        rrf([["a"], ["b"]], weights=[1.0])
+
+
+def test_min_max() -> None:
+    assert min_max({"a": 2.0, "b": 4.0, "c": 3.0}) == {"a": 0.0, "b": 1.0, "c": 0.5}
+    assert min_max({"a": 7.0, "b": 7.0}) == {"a": 1.0, "b": 1.0}
+    assert min_max({}) == {}
+
+
+def test_weighted_fusion() -> None:
+    dense = {"a": 0.9, "b": 0.5, "c": 0.1}
+    sparse = {"b": 12.0, "d": 2.0}
+    fused = weighted(dense, sparse, alpha=0.5)
+    # a: 0.5*1 + 0 ; b: 0.5*0.5 + 0.5*1 ; c: 0 ; d: 0
+    assert fused == {
+        "a": pytest.approx(0.5),
+        "b": pytest.approx(0.75),
+        "c": pytest.approx(0.0),
+        "d": pytest.approx(0.0),
+    }
+    only_dense = weighted(dense, sparse, alpha=1.0)
+    assert sorted(only_dense, key=lambda k: -only_dense[k])[:3] == ["a", "b", "c"]
+    only_sparse = weighted(dense, sparse, alpha=0.0)
+    assert max(only_sparse, key=only_sparse.__getitem__) == "b"
+    with pytest.raises(ValueError):
+        weighted(dense, sparse, alpha=1.5)
+
+
+def test_fuse_scores_dispatch() -> None:
+    dense, sparse = {"a": 0.9, "b": 0.1}, {"b": 3.0}
+    assert fuse_scores(dense, sparse, method="rrf", alpha=0.5, rrf_k=60) == pytest.approx(
+        {"a": 0.5 / 61, "b": 0.5 / 62 + 0.5 / 61}
+    )
+    assert fuse_scores(dense, sparse, method="weighted", alpha=0.5, rrf_k=60) == pytest.approx(
+        {"a": 0.5, "b": 0.5}
+    )
+    with pytest.raises(ConfigError):
+        fuse_scores(dense, sparse, method="max", alpha=0.5, rrf_k=60)  # type: ignore[arg-type]
+
+
+def hit(cid: str, doc: str, score: float) -> StoreHit:
+    return StoreHit(
+        id=cid,
+        text=f"text of {cid}",
+        metadata={"tenant": "acme", "acl": ["public"], "source": doc, "doc_id": doc},
+        score=score,
+    )
+
+
+def test_document_aggregation_is_max() -> None:
+    hits = [hit("a1", "A", 0.2), hit("a2", "A", 0.7), hit("b1", "B", 0.5)]
+    assert best_per_document(hits) == {"A": 0.7, "B": 0.5}
+    assert document_key(StoreHit("x", "", {}, 0.0)) == "x"
+    assert document_key(StoreHit("x", "", {"doc_id": "D"}, 0.0)) == "D"
+
+
+class Fixed:
+    """A searcher returning fixed hits (ranked as given)."""
+
+    default_k = 5
+
+    def __init__(self, name: str, hits: list[StoreHit]) -> None:
+        self.name = name
+        self.hits = hits
+        self.asked: list[int | None] = []
+
+    def search(
+        self, principal: Principal, query: str, *, filter: FilterInput = None, k: int | None = None
+    ) -> SearchResult:
+        self.asked.append(k)
+        return SearchResult(hits=self.hits[: k or 5], effective_filter={}, retriever=self.name)
+
+    def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
+        return {}
+
+
+def test_document_level_fusion_joins_chunks_of_one_document() -> None:
+    # Dense finds document A through chunk a1, BM25 through chunk a3; B tops the dense half.
+    # Document-level fusion puts A's chunks first.
+    dense = Fixed("dense", [hit("b1", "B", 0.80), hit("a1", "A", 0.79), hit("c1", "C", 0.10)])
+    sparse = Fixed("bm25", [hit("a3", "A", 9.0), hit("c1", "C", 8.0), hit("b2", "B", 1.0)])
+    hybrid = HybridSearch(dense, sparse, fusion="weighted", alpha=0.5, candidates=10)
+    result = hybrid.search(ANON, "q", k=5)
+    docs = [h.metadata["source"] for h in result.hits]
+    assert docs[:2] == ["A", "A"]
+    assert result.retriever == "hybrid"
+    assert set(result.details) == {h.id for h in result.hits}
+    assert result.details["a3"]["bm25"] == 9.0 and "dense" not in result.details["a3"]
+    assert dense.asked == [10] and sparse.asked == [10]  # candidates, not k
+    chunk_level = HybridSearch(dense, sparse, fusion="weighted", alpha=0.5, level="chunk")
+    chunk_ids = [h.id for h in chunk_level.search(ANON, "q", k=5).hits]
+    # chunk level: a3 = 0.5*0 + 0.5*1, b1 = 0.5*1 + 0, a1 = 0.5*0.986: B splits A's chunks
+    assert chunk_ids[:3] == ["a3", "b1", "a1"]
+    assert hybrid.search(ANON, "q", k=2).hits == result.hits[:2]
+    assert len(hybrid.search(ANON, "q", k=100).hits) == 5
+    assert dense.asked[-1] == 100  # k above the candidate pool widens it
+
+
+def test_rrf_hybrid_and_bad_configuration() -> None:
+    dense = Fixed("dense", [hit("a1", "A", 0.9), hit("b1", "B", 0.8)])
+    sparse = Fixed("bm25", [hit("b1", "B", 5.0)])
+    result = HybridSearch(dense, sparse, fusion="rrf").search(ANON, "q", k=2)
+    assert [h.id for h in result.hits] == ["b1", "a1"]
+    with pytest.raises(ConfigError):
+        HybridSearch(dense, sparse, fusion="max")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        HybridSearch(dense, sparse, alpha=2.0)
+    with pytest.raises(ConfigError):
+        HybridSearch(dense, sparse, level="page")  # type: ignore[arg-type]
+
+
+# -- the App's entry point ------------------------------------------------------------------------
+def front(title: str, body: str, **extra: Any) -> str:
+    fm = [f"title: {title}", "tenant: acme", "acl: [public]"]
+    fm += [f"{k}: {json.dumps(v)}" for k, v in extra.items()]
+    return "---\n" + "\n".join(fm) + "\n---\n" + body
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> App:
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "leave.md").write_text(front("Leave", "parental leave twenty weeks paid " * 3))
+    (root / "hotel.md").write_text(front("Hotels", "hotel cap per night euros " * 3))
+    (root / "zeta.md").write_text(front("Zeta", "zeta code XK-42 quantum widget " * 3))
+    a = App(
+        Settings(data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=10),
+        embeddings=HashEmbeddings(32),
+    )
+    assert a.ingestor.ingest([root]).ok
+    return a
+
+
+def test_app_searcher_kinds(app: App) -> None:
+    assert app.searcher("dense") is app.search
+    assert app.searcher() is app.search  # RAG_RETRIEVER default: dense
+    keyword, hybrid = app.searcher("bm25"), app.searcher("hybrid")
+    assert isinstance(keyword, Searcher) and isinstance(hybrid, Searcher)
+    assert app.searcher("bm25") is keyword  # cached
+    for kind in ("dense", "bm25", "hybrid"):
+        result = app.searcher(kind).search(ANON, "XK-42 quantum widget", k=1)
+        assert result.retriever == kind
+        assert result.hits[0].metadata["source"].endswith("zeta.md")
+    with pytest.raises(ConfigError):
+        app.searcher("sparse")
+
+
+def test_settings_choose_the_default_retriever(tmp_path: Path, app: App) -> None:
+    hybrid_app = App(
+        app.settings.model_copy(update={"retriever": "hybrid", "fusion": "rrf"}),
+        embeddings=app.embeddings,
+    )
+    searcher = hybrid_app.searcher()
+    assert isinstance(searcher, HybridSearch) and searcher.fusion == "rrf"
+    docs = hybrid_app.retriever(ANON, k=2).invoke("parental leave")
+    assert docs[0].metadata["retriever"] == "hybrid"
+    assert docs[0].metadata["source"].endswith("leave.md")
+    assert "fused" in docs[0].metadata["scores"]
+    bm25_docs = hybrid_app.retriever(ANON, k=2, retriever="bm25").invoke("hotel")
+    assert [d.metadata["retriever"] for d in bm25_docs] == ["bm25"]
+
+
+def test_query_cli_retriever_option(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag_app import app as app_module
+    from rag_app.cli import app as cli
+
+    monkeypatch.setattr(app_module, "build_embeddings", lambda settings: HashEmbeddings(32))
+    runner = CliRunner()
+    for kind in ("dense", "bm25", "hybrid"):
+        result = runner.invoke(
+            cli,
+            [
+                "--data-dir",
+                str(tmp_path / "data"),
+                "query",
+                "XK-42 quantum",
+                "--tenant",
+                "acme",
+                "--retriever",
+                kind,
+                "-k",
+                "1",
+                "--json",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["retriever"] == kind
+        assert data["hits"][0]["source"].endswith("zeta.md")
+    bad = runner.invoke(
+        cli, ["--data-dir", str(tmp_path / "data"), "query", "x", "--tenant", "acme", "-r", "nope"]
+    )
+    assert bad.exit_code != 0

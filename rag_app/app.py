@@ -222,6 +222,7 @@ class App:
         return len(ids)
 
     def close(self) -> None:
+        self.close_chat()
         if "store" in self.__dict__:
             self.store.close()
         if "state" in self.__dict__:

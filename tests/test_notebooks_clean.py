@@ -22,4 +22,4 @@ def test_notebook_outputs_are_stripped(path: Path) -> None:
 
 def test_expected_notebooks_exist() -> None:
     names = {p.name for p in NOTEBOOKS}
-    assert {"01_quickstart.ipynb", "03_permissions.ipynb"} <= names
+    assert {"01_quickstart.ipynb", "02_evaluation.ipynb", "03_permissions.ipynb"} <= names

@@ -73,7 +73,9 @@ class Settings(BaseSettings):
     # --- retrieval ---------------------------------------------------------------------
     k: int = Field(5, ge=1, le=1000, description="Number of chunks retrieved per query.")
     users_file: Path = Field(Path("demo/users.yaml"), description="Users, tenants and groups.")
-    retriever: RetrieverName = Field("dense", description="dense | bm25 | hybrid.")
+    retriever: RetrieverName = Field(
+        "hybrid", description="dense | bm25 | hybrid (BM25 + dense, the best on SciFact)."
+    )
     fusion: FusionName = Field("weighted", description="Hybrid fusion: rrf | weighted.")
     hybrid_alpha: float = Field(
         0.5, ge=0.0, le=1.0, description="Weight of the dense half in weighted fusion."
@@ -86,6 +88,11 @@ class Settings(BaseSettings):
         None, description="GGUF chat model file; default: the bundled demo model."
     )
     openai_chat_model: str = "gpt-4o-mini"
+    judge_model: str | None = Field(
+        None,
+        description="OpenAI model that judges answers in `eval run --judge-samples` and writes "
+        "`eval generate` test sets; default: the chat model.",
+    )
     llm_temperature: float = Field(0.1, ge=0.0, le=2.0)
     llm_max_tokens: int = Field(512, ge=16, le=8192, description="Answer length limit.")
     llm_context_tokens: int = Field(4096, ge=512, description="Local model context window.")

@@ -78,6 +78,19 @@ def run(
     alpha: Annotated[
         float | None, typer.Option(help="Hybrid weight of the dense half (0..1).")
     ] = None,
+    judge_samples: Annotated[
+        int,
+        typer.Option(
+            help="Also answer this many sampled (user, question) pairs with the chat chain and "
+            "score the answers with RAGAS' LLM-judged metrics (faithfulness, response relevancy, "
+            "LLM context precision/recall), using the configured chat model (RAG_LLM) as judge.",
+            min=0,
+        ),
+    ] = 0,
+    judge_repeats: Annotated[
+        int, typer.Option(help="Judge every answer this many times (mean and spread).", min=1)
+    ] = 3,
+    judge_seed: Annotated[int, typer.Option(help="Seed of the judged sample.")] = 0,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the aggregate as JSON.")] = False,
 ) -> int:
@@ -111,6 +124,9 @@ def run(
         limit=limit,
         show_progress=progress,
         command=shlex.join(["rag-app", *sys.argv[1:]]),
+        judge_samples=judge_samples,
+        judge_repeats=judge_repeats,
+        judge_seed=judge_seed,
     )
     results = run_evaluation(app, data, options, progress=_progress(progress))
     folder = out or default_run_dir(results)
@@ -133,7 +149,7 @@ def run(
 def _check_metric_names(thresholds: dict[str, float]) -> None:
     from rag_app.evaluation.runner import SCORED_METRICS
 
-    known = {*SCORED_METRICS, "leak_rate", "samples"}
+    known = {*SCORED_METRICS, "leak_rate", "samples", "llm_failures"}
     for name in thresholds:
         if name not in known:
             raise ConfigError(
@@ -161,6 +177,33 @@ def _print_summary(results: dict[str, Any], folder: Path) -> None:
             table.add_row(metric, f"{agg[metric]:.4f}", str(agg["n"].get(metric, "")))
     table.add_row("leak_rate", f"{agg['leak_rate']:.4f}", str(agg["retrieved_chunks"]))
     console.print(table)
+    llm = results.get("llm")
+    if llm:
+        judged = Table(
+            "LLM-judged metric",
+            "mean",
+            "spread (sd over repeats)",
+            "min..max",
+            "samples",
+            title=f"judge {llm['config']['judge']} · {llm['config']['repeats']} repeat(s)",
+        )
+        for metric, s in llm["aggregate"].items():
+            judged.add_row(
+                metric,
+                f"{s['mean']:.4f}",
+                f"±{s['std']:.4f}",
+                f"{s['min']:.3f}..{s['max']:.3f}",
+                str(s["samples"]),
+            )
+        console.print(judged)
+        a = llm["answers_summary"]
+        console.print(
+            f"answers {a['answers']} · refused {a['refused']} · cited {a['cited_any']} · "
+            f"no-access refused {a['no_access_refused']}/{a['no_access_samples']} · "
+            f"answerable answered {a['answerable_answered']}/{a['answerable_samples']} · "
+            f"judge failures {len(llm['failures'])} · answering {llm['timings']['answers_s']} s"
+            f" · judging {llm['timings']['judging_s']} s"
+        )
     console.print(
         f"no-access samples {agg['no_access_samples']} · restricted sources retrieved "
         f"{agg['restricted_source_hits']} · expectation mismatches "
@@ -202,18 +245,68 @@ def compare(
 @eval_app.command("generate")
 def generate(
     ctx: typer.Context,
-    corpus: Annotated[list[Path], typer.Argument(help="Documents to generate questions from.")],
-    out: Annotated[Path, typer.Option(help="RAGAS-style JSONL to write.")] = Path(
-        "eval/generated.jsonl"
-    ),
-    size: Annotated[int, typer.Option(help="Number of samples.", min=1)] = 20,
+    docs: Annotated[
+        list[Path] | None,
+        typer.Option("--docs", help="Documents (files or folders) to write questions about."),
+    ] = None,
+    corpus: Annotated[
+        list[Path] | None, typer.Argument(help="More documents (same as --docs).", hidden=True)
+    ] = None,
+    size: Annotated[int, typer.Option(help="Number of questions.", min=1)] = 10,
+    out: Annotated[
+        Path, typer.Option(help="Dataset folder to write (questions.jsonl, dataset.yaml).")
+    ] = Path("eval/generated"),
+    max_docs: Annotated[
+        int, typer.Option(help="Documents sampled into RAGAS' knowledge graph (0: all).", min=0)
+    ] = 20,
+    seed: Annotated[int, typer.Option(help="Seed for the document and scenario sampling.")] = 0,
+    persona: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME: DESCRIPTION of who asks (repeatable; default: a reader of the documents)."
+        ),
+    ] = None,
 ) -> int:
-    """Generate a synthetic test set with an LLM (needs a configured chat model)."""
-    from rag_app.evaluation.generate import generate_testset
+    """Generate a test set from your documents with RAGAS' test set generator, using the
+    configured chat model (RAG_LLM: the bundled local model or OpenAI)."""
+    from rag_app.evaluation.generate import DEFAULT_PERSONA, GenerateOptions, generate_testset
 
-    written = generate_testset(ctx.obj.app, corpus, out=out, size=size)
-    typer.echo(f"wrote {written} samples to {out}")
+    paths = [*(docs or []), *(corpus or [])]
+    if not paths:
+        raise ConfigError("eval generate: give the documents with --docs PATH (repeatable)")
+    personas = [_persona(p) for p in persona or []] or [DEFAULT_PERSONA]
+    app = ctx.obj.app
+    local = app.settings.llm == "local"
+    options = GenerateOptions(
+        size=size,
+        max_docs=max_docs or None,
+        seed=seed,
+        personas=personas,
+        max_workers=1 if local else 4,
+        timeout_s=900.0 if local else 120.0,
+    )
+    report = generate_testset(
+        app,
+        paths,
+        out=out,
+        options=options,
+        progress=lambda message: typer.echo(message, err=True),
+    )
+    for line in report.skipped:
+        typer.secho(f"skipped {line}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(
+        f"wrote {report.written} question(s) from {report.documents} document(s) to "
+        f"{report.questions} in {report.seconds:.0f} s; evaluate with:\n"
+        f"  rag-app eval run --dataset {out} --as-user USER"
+    )
     return 0
+
+
+def _persona(text: str) -> tuple[str, str]:
+    name, sep, description = text.partition(":")
+    if not sep or not name.strip() or not description.strip():
+        raise ConfigError(f"--persona expects 'NAME: DESCRIPTION', got {text!r}")
+    return name.strip(), description.strip()
 
 
 def register(app: typer.Typer) -> None:

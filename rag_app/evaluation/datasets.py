@@ -274,6 +274,10 @@ def load_ragas_jsonl(path: Path) -> list[EvalSample]:
                 "expected",
                 "notes",
                 "response",
+                # informational, written by `eval generate`
+                "persona",
+                "query_style",
+                "query_length",
             }
         )
         if unknown:

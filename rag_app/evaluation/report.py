@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from rag_app.errors import RagAppError
+from rag_app.evaluation.judge import LLM_METRICS
 from rag_app.evaluation.metrics import ID_METRICS, RANKED_METRICS, TEXT_METRICS
 
-SCORED = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS)
+SCORED = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS, *LLM_METRICS)
 SHORT = {
     "id_based_context_precision": "ctx_precision(id)",
     "id_based_context_recall": "ctx_recall(id)",
@@ -103,6 +104,7 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
         lines.append(
             f"  - {m['user']} / {m['query_id']}: expected {m['expected']}, ACLs give {m['actual']}"
         )
+    lines += _llm_section(results.get("llm"))
     per_user = results.get("per_user") or {}
     if per_user:
         shown = [m for m in SCORED if any(m in u for u in per_user.values())]
@@ -147,6 +149,48 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def _llm_section(llm: Mapping[str, Any] | None) -> list[str]:
+    if not llm:
+        return []
+    cfg, a = llm["config"], llm["answers_summary"]
+    lines = [
+        "",
+        "## LLM-judged answer metrics",
+        "",
+        f"The chat chain answered {a['answers']} sampled question(s) (seed {cfg['seed']}); "
+        f"judge `{cfg['judge']}` scored each answer {cfg['repeats']} time(s). Mean of the "
+        "per-repeat means, and their spread:",
+        "",
+        "| metric | mean | sd over repeats | min | max | samples |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric, m in llm["aggregate"].items():
+        lines.append(
+            f"| {metric} | {_fmt(m['mean'])} | {_fmt(m['std'])} | {_fmt(m['min'])} | "
+            f"{_fmt(m['max'])} | {m['samples']} |"
+        )
+    lines += [
+        "",
+        f"- refused {a['refused']} of {a['answers']}; cited at least one source: {a['cited_any']}",
+        f"- questions the user may not answer (expected refusal): refused "
+        f"{a['no_access_refused']} of {a['no_access_samples']}; answerable questions answered "
+        f"{a['answerable_answered']} of {a['answerable_samples']}",
+        f"- sources outside the user's access in any answer's context: "
+        f"{a['restricted_sources_in_context']} (must be 0); chain errors: {a['chain_errors']}",
+        f"- judge failures (left out of the means, fail the gate): {len(llm['failures'])}",
+    ]
+    lines += [f"  - {f}" for f in llm["failures"][:20]]
+    lines += ["", "| user | question | refused | answer |", "|---|---|---|---|"]
+    for answer in llm["answers"][:30]:
+        text = " ".join(str(answer["response"] or answer.get("error") or "").split())
+        question = str(answer["user_input"]).replace("|", "/")[:80]
+        lines.append(
+            f"| {answer['user']} | {question} | {answer['refused']} | "
+            f"{text.replace('|', '/')[:240]} |"
+        )
+    return lines
 
 
 def _pyplot() -> Any:

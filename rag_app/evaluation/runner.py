@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag_app.errors import ConfigError
 from rag_app.evaluation.datasets import DatasetError, EvalDataset, corpus_fingerprint
+from rag_app.evaluation.judge import LLM_METRICS
 from rag_app.evaluation.metrics import (
     ID_METRICS,
     RANKED_METRICS,
@@ -64,6 +65,9 @@ class RunOptions:
     limit: int | None = None  # only the first N samples (quick looks)
     show_progress: bool = True
     command: str | None = None  # the command line, for reproduction
+    judge_samples: int = 0  # >0: the chat chain answers this many (user, question) pairs ...
+    judge_repeats: int = 3  # ... and a judge LLM scores them this many times (RAGAS metrics)
+    judge_seed: int = 0  # which pairs are sampled
 
 
 @dataclass
@@ -113,15 +117,32 @@ def collection_name(app: App, dataset: EvalDataset) -> str:
     return f"eval-{slug}-{digest}"
 
 
-def prepare(app: App, dataset: EvalDataset, *, progress: Progress | None = None) -> Prepared:
+def prepare(
+    app: App,
+    dataset: EvalDataset,
+    *,
+    progress: Progress | None = None,
+    retriever: str | None = None,
+) -> Prepared:
     """The App to evaluate against: the dataset's own collection (ingested now if needed), or
-    the configured collection when the dataset brings no corpus."""
-    if not dataset.corpus:
-        return Prepared(app=app, collection=app.settings.collection)
+    the configured collection when the dataset brings no corpus. Its chat chain (used for
+    LLM-judged metrics) retrieves with `retriever` (default RAG_RETRIEVER)."""
     from rag_app.app import App
 
+    retriever = retriever or app.settings.retriever
+    if not dataset.corpus:
+        if retriever == app.settings.retriever:
+            return Prepared(app=app, collection=app.settings.collection)
+        same = App(
+            app.settings.model_copy(update={"retriever": retriever}), embeddings=app.embeddings
+        )
+        return Prepared(app=same, collection=app.settings.collection)
+
     name = collection_name(app, dataset)
-    eval_app = App(app.settings.model_copy(update={"collection": name}), embeddings=app.embeddings)
+    eval_app = App(
+        app.settings.model_copy(update={"collection": name, "retriever": retriever}),
+        embeddings=app.embeddings,
+    )
     started = time.perf_counter()
 
     def bar(total: int) -> Any:
@@ -243,6 +264,7 @@ def run_evaluation(
     options: RunOptions,
     *,
     progress: Progress | None = None,
+    judge: Any = None,
 ) -> dict[str, Any]:
     """Evaluate and return the results document (what ``results.json`` holds)."""
     started = time.perf_counter()
@@ -255,7 +277,9 @@ def run_evaluation(
         raise ConfigError(f"depth must be between 1 and {MAX_CHUNKS}")
     samples = dataset.samples[: options.limit] if options.limit else dataset.samples
 
-    prepared = prepare(app, dataset, progress=progress)
+    if options.judge_samples < 0 or options.judge_repeats < 1:
+        raise ConfigError("--judge-samples must be >= 0 and --judge-repeats >= 1")
+    prepared = prepare(app, dataset, progress=progress, retriever=retriever)
     eapp = prepared.app
     whos = resolve_users(app, dataset, options.users)
     searcher = eapp.searcher(retriever)
@@ -281,6 +305,7 @@ def run_evaluation(
     qrels: dict[str, dict[str, int]] = {}
     run: dict[str, list[str]] = {}
     contexts: list[ContextSample] = []
+    cases: dict[str, tuple[Who, Any]] = {}
     latencies: list[float] = []
     mismatches: list[dict[str, Any]] = []
     total = len(whos) * len(samples)
@@ -291,6 +316,7 @@ def run_evaluation(
         for who in whos:
             for sample in samples:
                 key = f"{who.name}/{sample.id}"
+                cases[key] = (who, sample)
                 relevant = {d: g for d, g in sample.relevant.items() if g > 0}
                 permitted = {
                     d: g for d, g in relevant.items() if d in stored and who.may_read(stored[d])
@@ -367,7 +393,25 @@ def run_evaluation(
             row[metric] = ragas[metric][n]
     metric_seconds = time.perf_counter() - t_metrics
 
+    llm_section = None
+    if options.judge_samples:
+        llm_section = _judge(eapp, rows, cases, options, k=k, progress=progress, judge=judge)
+        by_key = {a["key"]: a for a in llm_section["answers"]}
+        for row in rows:
+            answer = by_key.get(row["key"])
+            for metric in LLM_METRICS:
+                row[metric] = (
+                    answer["scores"][metric]["mean"]
+                    if answer is not None and metric in answer["scores"]
+                    else None
+                )
+
     aggregate = summarize(rows, mismatches)
+    if llm_section is not None:
+        aggregate["llm_failures"] = len(llm_section["failures"])
+        aggregate["restricted_sources_in_answers"] = llm_section["answers_summary"][
+            "restricted_sources_in_context"
+        ]
     per_user = (
         {who.name: summarize([r for r in rows if r["user"] == who.name], []) for who in whos}
         if len(whos) > 1
@@ -413,8 +457,81 @@ def run_evaluation(
         "aggregate": aggregate,
         "per_user": per_user,
         "expectation_mismatches": mismatches,
+        "llm": llm_section,
         "queries": rows,
     }
+
+
+def _judge(
+    eapp: App,
+    rows: Sequence[Mapping[str, Any]],
+    cases: Mapping[str, tuple[Who, Any]],
+    options: RunOptions,
+    *,
+    k: int,
+    progress: Progress | None,
+    judge: Any,
+) -> dict[str, Any]:
+    """Answer a sample of the rows with the chat chain and score the answers with a judge."""
+    from rag_app.evaluation.judge import (
+        answer_samples,
+        answer_summary,
+        answers_as_dicts,
+        choose,
+        judge_answers,
+    )
+
+    # Samples that judge nothing (no reference, no relevant documents) still get answers.
+    keys = choose([r["key"] for r in rows], options.judge_samples, options.judge_seed)
+    row_of = {r["key"]: r for r in rows}
+    items = [
+        (key, cases[key][0].principal, cases[key][0].may_read, cases[key][1], row_of[key])
+        for key in keys
+    ]
+    t_answers = time.perf_counter()
+    try:
+        answers = answer_samples(eapp, items, k=k, progress=progress)
+        answers_s = time.perf_counter() - t_answers
+        config = judge if judge is not None else judge_config(eapp, options.judge_repeats)
+        config.repeats = options.judge_repeats
+        judged = judge_answers(answers, config, progress=progress)
+    finally:
+        eapp.close_chat()
+    return {
+        "config": {
+            "judge": config.label,
+            "chat_model": getattr(eapp.__dict__.get("chat_llm"), "name", None) or config.label,
+            "samples": len(keys),
+            "repeats": config.repeats,
+            "seed": options.judge_seed,
+            "max_workers": config.max_workers,
+            "timeout_s": config.timeout_s,
+        },
+        "aggregate": judged.aggregate(),
+        "answers_summary": answer_summary(answers),
+        "failures": [str(f) for f in judged.failures],
+        "timings": {"answers_s": round(answers_s, 2), "judging_s": round(judged.seconds, 2)},
+        "answers": answers_as_dicts(answers, judged),
+    }
+
+
+def judge_config(eapp: App, repeats: int) -> Any:
+    """The judge: the configured chat model's endpoint (local server or OpenAI), deterministic
+    and non-streaming, with the evaluation app's embeddings for response relevancy."""
+    from rag_app.evaluation.judge import JudgeConfig
+    from rag_app.llm.factory import build_judge_model
+
+    chat_llm = eapp.chat_llm
+    model = build_judge_model(chat_llm, eapp.settings)
+    local = chat_llm.backend == "local"
+    return JudgeConfig(
+        llm=model,
+        embeddings=eapp.embeddings,  # type: ignore[arg-type]
+        label=chat_llm.describe() if not local else f"local:{chat_llm.name}",
+        repeats=repeats,
+        max_workers=1 if local else 4,
+        timeout_s=900.0 if local else 120.0,
+    )
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
@@ -422,7 +539,7 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-SCORED_METRICS = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS)
+SCORED_METRICS = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS, *LLM_METRICS)
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], mismatches: Sequence[Any]) -> dict[str, Any]:
@@ -481,6 +598,17 @@ def gate_failures(results: Mapping[str, Any], thresholds: Mapping[str, float]) -
         failures.append(
             f"{agg['expectation_mismatches']} sample(s) whose expected outcome differs from the "
             "stored ACLs (see expectation_mismatches)"
+        )
+    llm = results.get("llm") or {}
+    for failure in llm.get("failures", []):
+        failures.append(f"judge: {failure}")
+    chain_errors = [a for a in llm.get("answers", []) if a.get("error")]
+    for answer in chain_errors:
+        failures.append(f"chat chain failed on sample {answer['key']}: {answer['error']}")
+    if agg.get("restricted_sources_in_answers"):
+        failures.append(
+            f"{agg['restricted_sources_in_answers']} answer context(s) held a source the "
+            "principal may not read"
         )
     numeric = {k for k, v in agg.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     for name, minimum in thresholds.items():

@@ -113,3 +113,62 @@ def build_local_llm(
         stream_usage=True,
     )
     return ChatLLM(model=model, name=name, backend="local", base_url=base_url, server=server)
+
+
+JUDGE_MAX_TOKENS = 1024  # RAGAS' JSON answers (statements, verdicts) are longer than chat turns
+
+
+def _loop_safe_chat_openai(**kwargs: Any) -> BaseChatModel:
+    """A ChatOpenAI whose async calls run its *sync* client on a worker thread.
+
+    RAGAS runs each phase (transforms, scenarios, samples, metric passes) in a fresh event
+    loop (`asyncio.run`); ChatOpenAI's async HTTP client belongs to the loop that first used
+    it and fails in the next one with "Connection error" while the server is still answering.
+    The sync client has no loop to belong to."""
+    import asyncio
+    from functools import partial
+
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as exc:  # pragma: no cover - installed with the app
+        raise MissingExtraError("the chat model", "openai", "langchain-openai") from exc
+
+    class LoopSafeChatOpenAI(ChatOpenAI):
+        async def _agenerate(
+            self,
+            messages: Any,
+            stop: list[str] | None = None,
+            run_manager: Any = None,
+            **kw: Any,
+        ) -> Any:
+            call = partial(self._generate, messages, stop, None, **kw)
+            return await asyncio.get_running_loop().run_in_executor(None, call)
+
+    return LoopSafeChatOpenAI(**kwargs)
+
+
+def build_judge_model(chat_llm: ChatLLM, settings: Settings) -> BaseChatModel:
+    """A deterministic, non-streaming model on the same endpoint as `chat_llm`, for RAGAS'
+    LLM-judged metrics and test-set generation (RAG_JUDGE_MODEL picks another OpenAI model)."""
+    if chat_llm.backend == "local":
+        return _loop_safe_chat_openai(
+            model=chat_llm.name,
+            api_key="local",
+            base_url=chat_llm.base_url,
+            temperature=0.0,
+            max_tokens=JUDGE_MAX_TOKENS,
+            timeout=LOCAL_TIMEOUT_S,
+            max_retries=0,
+        )
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
+    kwargs: dict[str, Any] = {
+        "model": settings.judge_model or settings.openai_chat_model,
+        "api_key": key,
+        "temperature": 0.0,
+        "max_tokens": JUDGE_MAX_TOKENS,
+        "timeout": REMOTE_TIMEOUT_S,
+        "max_retries": 2,
+    }
+    if settings.openai_base_url:
+        kwargs["base_url"] = settings.openai_base_url
+    return _loop_safe_chat_openai(**kwargs)

@@ -7,6 +7,7 @@ OpenAI-compatible model share one client code path (`ChatOpenAI`). The server is
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -30,6 +31,13 @@ def default_threads() -> int:
     except (AttributeError, OSError):
         affinity = os.cpu_count() or 1
     return max(1, affinity)
+
+
+# Destroying the server while it answers a request deadlocks (the HTTP thread waits for a
+# result from the task loop the destructor already stopped): stop() first waits this long for
+# the slots to go idle (a request RAGAS gave up on still runs to its end on the server).
+STOP_IDLE_WAIT_S = 300.0
+_ABANDONED: list[Any] = []  # servers that never went idle: never destroyed (see stop)
 
 
 class _Holder:
@@ -140,9 +148,37 @@ class LocalLLMServer:
                 raise ConfigError(f"the local model server at {self._address} did not get ready")
             time.sleep(0.05)
 
-    def stop(self) -> None:
+    def stop(self, idle_wait_s: float = STOP_IDLE_WAIT_S) -> None:
+        if self.running and self._address is not None and not self._wait_idle(idle_wait_s):
+            log.warning(
+                "the local model server at %s was still answering a request after %.0f s; "
+                "leaving it running until the process exits",
+                self._address,
+                idle_wait_s,
+            )
+            with self._holder.lock:
+                _ABANDONED.append(self._holder.server)
+                self._holder.server = None
         self._holder.stop()
         self._address = None
+
+    def _wait_idle(self, timeout_s: float) -> bool:
+        """True once no slot is processing (or the server cannot tell us)."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with opener.open(f"{self._address}/slots", timeout=5) as response:
+                    slots = json.loads(response.read())
+            except (OSError, ValueError):
+                return True
+            if not isinstance(slots, list) or not any(
+                isinstance(slot, dict) and slot.get("is_processing") for slot in slots
+            ):
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
 
     def __enter__(self) -> LocalLLMServer:
         self.start()

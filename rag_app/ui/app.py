@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from rag_app.errors import AccessDenied, FilterError, RagAppError
+from rag_app.ingest.loaders import display_source
 from rag_app.ui.filters import as_pretty_json, build_ui_filter, facet_choices, grant_choices
 
 if TYPE_CHECKING:
@@ -48,7 +49,23 @@ def _principal(app: App, request: gr.Request | None) -> Principal:
         raise UIError(f"Your account cannot be used: {exc}") from exc
 
 
-def render_sources(sources: Sequence[SourceRecord], cited: Sequence[int] = ()) -> str:
+def shown_source(source: str, data_dir: Sequence[str] | None) -> str:
+    """A source path as users see it: uploads live under the server's data dir (given as its
+    absolute and working-directory-relative forms), whose location is none of their business
+    (``uploads/<tenant>/<user>/<file>``)."""
+    for prefix in data_dir or ():
+        stem = prefix.rstrip("/") + "/"
+        if prefix and source.startswith(stem):
+            return source[len(stem) :]
+    return source
+
+
+def render_sources(
+    sources: Sequence[SourceRecord],
+    cited: Sequence[int] = (),
+    *,
+    data_dir: Sequence[str] | None = None,
+) -> str:
     """Markdown for the sources panel: every retrieved chunk, cited ones marked."""
     if not sources:
         return "_No sources: nothing you may read matched._"
@@ -69,7 +86,7 @@ def render_sources(sources: Sequence[SourceRecord], cited: Sequence[int] = ()) -
         snippet = " ".join(src.snippet.split())
         lines.append(
             f"**[{src.n}] {html.escape(src.title)}** — {mark}, score {score}  \n"
-            f"`{html.escape(src.source)}`  \n"
+            f"`{html.escape(shown_source(src.source, data_dir))}`  \n"
             f"<small>{html.escape(meta_text)}</small>  \n"
             f"<small><i>{html.escape(snippet)}</i></small>\n"
         )
@@ -84,10 +101,13 @@ def render_details(
     effective: dict[str, Any] | None = None,
     timings: Any = None,
     error: str | None = None,
+    status: str | None = None,
 ) -> str:
     parts = []
     if error:
         parts.append(f"**Error:** {html.escape(error)}")
+    if status:
+        parts.append(f"_{html.escape(status)}_")
     if question:
         if rewritten:
             parts.append(
@@ -126,6 +146,7 @@ def build_ui(app: App) -> gr.Blocks:
     settings = app.settings
     feedback_log = settings.data_dir / "feedback.jsonl"
     upload_root = settings.data_dir / "uploads"
+    data_dir = (settings.data_dir.resolve().as_posix(), display_source(settings.data_dir))
 
     # -- handlers (closures over the App; per-user state comes in as gr.State) -------------
     def on_load(request: gr.Request) -> tuple[Any, ...]:
@@ -216,8 +237,14 @@ def build_ui(app: App) -> gr.Blocks:
             return
 
         question, rewritten = message, False
-        sources_md: Any = gr.update()
-        details = render_details(original=message, question=message, effective=effective)
+        # Until this turn's own events arrive, say what is happening rather than show the
+        # previous turn's sources, or the raw follow-up as if it were the retrieval question
+        # (condensing a follow-up takes tens of seconds with the local model).
+        sources_md: Any = "_Searching the documents you can access…_"
+        if len(session):
+            details = render_details(effective=effective, status="Rewriting the follow-up…")
+        else:
+            details = render_details(original=message, question=message, effective=effective)
         answer = ""
         yield history, "", session, sources_md, details, None
         for event in chat.stream(session, principal, message, flt):
@@ -228,7 +255,7 @@ def build_ui(app: App) -> gr.Blocks:
                 )
                 yield history, "", session, sources_md, details, None
             elif isinstance(event, Sources):
-                sources_md = render_sources(event.sources)
+                sources_md = render_sources(event.sources, data_dir=data_dir)
                 yield history, "", session, sources_md, details, None
             elif isinstance(event, Token):
                 answer += event.text
@@ -236,7 +263,7 @@ def build_ui(app: App) -> gr.Blocks:
                 yield history, "", session, sources_md, details, None
             elif isinstance(event, Done):
                 history[-1]["content"] = event.answer
-                sources_md = render_sources(event.sources, event.cited)
+                sources_md = render_sources(event.sources, event.cited, data_dir=data_dir)
                 details = render_details(
                     original=message,
                     question=question,
@@ -254,7 +281,7 @@ def build_ui(app: App) -> gr.Blocks:
                             "n": s.n,
                             "id": s.id,
                             "title": s.title,
-                            "source": s.source,
+                            "source": shown_source(s.source, data_dir),
                             "score": s.score,
                             "cited": s.n in event.cited,
                         }
@@ -265,6 +292,8 @@ def build_ui(app: App) -> gr.Blocks:
                 yield history, "", session, sources_md, details, last
             elif isinstance(event, Error):
                 history[-1]["content"] = f"⚠️ {event.message}"
+                if isinstance(sources_md, str) and sources_md.startswith("_Searching"):
+                    sources_md = "_No sources: this turn failed._"
                 details = render_details(
                     original=message, question=question, effective=effective, error=event.message
                 )

@@ -324,9 +324,3 @@ def test_a_leaking_retriever_fails_the_run(
     assert agg["leak_rate"] == pytest.approx(0.5)
     assert agg["restricted_source_hits"] == 2  # salary and globex leave questions
     assert "leak rate: **0.5000**" in (tmp_path / "leak" / "report.md").read_text()
-
-
-def test_generate_without_an_llm_is_a_clear_error(data_dir: Path) -> None:
-    result = rag(data_dir, "eval", "generate", str(DATA / "acl" / "corpus"))
-    with pytest.raises(ConfigError, match="needs a chat model"):
-        code(result)

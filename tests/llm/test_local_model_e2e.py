@@ -94,3 +94,40 @@ def test_the_server_stops_with_the_app(app):
     app.close_chat()
     assert not _up(health)
     app.close_chat()  # idempotent
+
+
+@pytest.mark.timeout(180, method="thread")  # a regression hangs in C++: end the run loudly
+def test_stopping_during_an_unfinished_request_does_not_hang() -> None:
+    """Destroying the llama.cpp server while it answers a request deadlocks in its destructor
+    (seen when RAGAS gave up on a call): stop() waits for the slot to finish first."""
+    import json
+    import socket
+    import time
+
+    from rag_app.llm.models import resolve_model_path
+    from rag_app.llm.server import LocalLLMServer
+
+    path, _ = resolve_model_path("smollm2")
+    server = LocalLLMServer(path, n_ctx=1024, threads=2)
+    url = server.start()
+    host, port = url.removeprefix("http://").removesuffix("/v1").split(":")
+    body = json.dumps(
+        {
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "Write a long story about a cat."}],
+            "max_tokens": 200,
+            "stream": False,
+        }
+    ).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port))) as client:  # a client that never reads
+        client.sendall(head + body)
+        time.sleep(1.0)  # the request is being answered
+        started = time.monotonic()
+        server.stop()
+        assert not server.running
+        assert time.monotonic() - started < 120
+    assert not _up(url.removesuffix("/v1") + "/health")

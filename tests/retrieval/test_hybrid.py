@@ -177,7 +177,7 @@ def app(tmp_path: Path) -> App:
 
 def test_app_searcher_kinds(app: App) -> None:
     assert app.searcher("dense") is app.search
-    assert app.searcher() is app.search  # RAG_RETRIEVER default: dense
+    assert app.searcher() is app.searcher("hybrid")  # RAG_RETRIEVER default: hybrid
     keyword, hybrid = app.searcher("bm25"), app.searcher("hybrid")
     assert isinstance(keyword, Searcher) and isinstance(hybrid, Searcher)
     assert app.searcher("bm25") is keyword  # cached

@@ -1,0 +1,411 @@
+"""LLM-judged answer metrics: the chat chain answers a sample of the evaluation questions (as
+each evaluated principal), then RAGAS 0.4 scores those answers with a judge model, several
+times, because LLM judges are noisy.
+
+* **Answers.** `answer_samples` runs `ChatService.ask` -- the same chain as the UI, with the
+  run's retriever, k and principal -- on a seeded random sample of (user, question) pairs.
+  Answer-level facts need no judge: refused or not, cited sources, and whether any *cited*
+  source is one the principal may not read (must never happen).
+* **Judging.** `judge_answers` scores every answer with the legacy RAGAS metrics (prompt-based
+  JSON parsing, so any chat model works, the bundled local one included):
+  ``faithfulness`` and ``response_relevancy`` (on answers that were not refusals),
+  ``llm_context_precision_with_reference`` and ``llm_context_recall`` (samples with a
+  reference answer) or ``llm_context_precision_without_reference`` (samples without). A sample
+  whose question the principal may not answer (expected ``no-access``) gets no context metric:
+  its reference is not theirs to retrieve.
+* **Repeats.** The whole judging pass runs ``repeats`` times; each metric reports the mean of
+  the per-repeat means and their spread (standard deviation, min, max), and each sample its
+  mean over repeats.
+* **No silent NaN.** Every (sample, metric, repeat) is scored on its own; an exception, a
+  timeout or a NaN is recorded as a failure naming the sample, metric, repeat and reason,
+  left out of the means (``n`` says how many scores each mean covers), and fails the run's
+  gate. Nothing is turned into a number that was not measured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rag_app.errors import ConfigError
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
+
+    from rag_app.app import App
+    from rag_app.retrieval.permissions import Principal
+
+FAITHFULNESS = "faithfulness"
+RELEVANCY = "response_relevancy"
+PRECISION_REF = "llm_context_precision_with_reference"
+PRECISION_NOREF = "llm_context_precision_without_reference"
+RECALL = "llm_context_recall"
+LLM_METRICS: tuple[str, ...] = (FAITHFULNESS, RELEVANCY, PRECISION_REF, PRECISION_NOREF, RECALL)
+# our name -> (ragas class name in ragas.metrics, ragas' own metric name)
+_RAGAS: dict[str, tuple[str, str]] = {
+    FAITHFULNESS: ("Faithfulness", "faithfulness"),
+    RELEVANCY: ("ResponseRelevancy", "answer_relevancy"),
+    PRECISION_REF: ("LLMContextPrecisionWithReference", "llm_context_precision_with_reference"),
+    PRECISION_NOREF: (
+        "LLMContextPrecisionWithoutReference",
+        "llm_context_precision_without_reference",
+    ),
+    RECALL: ("LLMContextRecall", "context_recall"),
+}
+
+Progress = Callable[..., Any]
+
+
+@dataclass
+class AnswerSample:
+    """One chat answer to score."""
+
+    key: str  # "<user>/<query id>", as in the run's rows
+    user: str
+    query_id: str
+    user_input: str
+    response: str
+    contexts: list[str]
+    reference: str | None
+    refused: bool
+    cited: list[int]
+    cited_sources: list[str]
+    restricted_cited: list[str]  # cited sources the principal may not read: must stay empty
+    expected: str | None  # "answer" | "no-access" | None
+    outcome: str | None  # what the stored ACLs say
+    seconds: float
+    error: str | None = None  # the chain failed on this sample
+
+    def applicable(self) -> list[str]:
+        if self.error is not None:
+            return []
+        metrics: list[str] = []
+        if not self.refused and self.response.strip() and self.contexts:
+            metrics += [FAITHFULNESS, RELEVANCY]
+        if self.contexts and self.outcome != "no-access":
+            metrics += [PRECISION_REF, RECALL] if self.reference else [PRECISION_NOREF]
+        return metrics
+
+
+@dataclass
+class JudgeConfig:
+    llm: BaseChatModel
+    embeddings: Embeddings
+    label: str
+    repeats: int = 3
+    max_workers: int = 1  # the local model serves one request at a time
+    timeout_s: float = 600.0
+
+
+@dataclass
+class Failure:
+    key: str
+    metric: str
+    repeat: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.metric} failed on sample {self.key} (repeat {self.repeat}): {self.reason}"
+
+
+@dataclass
+class JudgeResult:
+    scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # key->metric->[r]
+    repeat_means: dict[str, list[float]] = field(default_factory=dict)  # metric -> [mean per r]
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def sample_mean(self, key: str, metric: str) -> float | None:
+        values = self.scores.get(key, {}).get(metric)
+        return statistics.fmean(values) if values else None
+
+    def aggregate(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for metric in LLM_METRICS:
+            means = self.repeat_means.get(metric)
+            if not means:
+                continue
+            n = sum(1 for per in self.scores.values() if per.get(metric))
+            out[metric] = {
+                "mean": statistics.fmean(means),
+                "std": statistics.stdev(means) if len(means) > 1 else 0.0,
+                "min": min(means),
+                "max": max(means),
+                "repeat_means": means,
+                "samples": n,
+            }
+        return out
+
+
+# -- answers --------------------------------------------------------------------------------------
+def choose(keys: Sequence[str], size: int, seed: int) -> list[str]:
+    """A seeded random sample of `size` keys, in their original order."""
+    if size >= len(keys):
+        return list(keys)
+    picked = set(random.Random(seed).sample(list(keys), size))  # noqa: S311 - sampling
+    return [k for k in keys if k in picked]
+
+
+def answer_samples(
+    app: App,
+    items: Sequence[tuple[str, Principal, Callable[[Mapping[str, Any]], bool], Any, Any]],
+    *,
+    k: int,
+    progress: Progress | None = None,
+) -> list[AnswerSample]:
+    """Ask the chat chain each question as its principal. `items`: (key, principal, may_read,
+    sample, row) where may_read checks a chunk's metadata independently of the permission code
+    and row is the run's row for that (user, sample)."""
+    from rag_app.chain.service import ChatError
+
+    service = app.chat
+    bar = progress(total=len(items), desc="answering", unit="question") if progress else None
+    out: list[AnswerSample] = []
+    try:
+        for key, principal, may_read, sample, row in items:
+            started = time.perf_counter()
+            user, _, query_id = key.partition("/")
+            try:
+                result = service.ask(principal, sample.user_input, k=k)
+            except ChatError as exc:
+                out.append(
+                    AnswerSample(
+                        key=key,
+                        user=user,
+                        query_id=query_id,
+                        user_input=sample.user_input,
+                        response="",
+                        contexts=[],
+                        reference=sample.reference,
+                        refused=False,
+                        cited=[],
+                        cited_sources=[],
+                        restricted_cited=[],
+                        expected=row.get("expected"),
+                        outcome=row.get("outcome"),
+                        seconds=time.perf_counter() - started,
+                        error=f"{exc.stage}: {exc}",
+                    )
+                )
+            else:
+                by_n = {s.n: s for s in result.sources}
+                cited = [by_n[n] for n in result.cited if n in by_n]
+                out.append(
+                    AnswerSample(
+                        key=key,
+                        user=user,
+                        query_id=query_id,
+                        user_input=sample.user_input,
+                        response=result.answer,
+                        contexts=[s.text or s.snippet for s in result.sources],
+                        reference=sample.reference,
+                        refused=result.refused,
+                        cited=list(result.cited),
+                        cited_sources=[s.source for s in cited],
+                        restricted_cited=sorted(
+                            {s.source for s in result.sources if not may_read(s.metadata)}
+                        ),
+                        expected=row.get("expected"),
+                        outcome=row.get("outcome"),
+                        seconds=time.perf_counter() - started,
+                    )
+                )
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def answer_summary(answers: Sequence[AnswerSample]) -> dict[str, Any]:
+    """Judge-free facts about the answers (counts, refusals where expected, restricted cites)."""
+    ok = [a for a in answers if a.error is None]
+    no_access = [a for a in ok if a.outcome == "no-access"]
+    answerable = [a for a in ok if a.outcome == "answer"]
+    return {
+        "answers": len(answers),
+        "chain_errors": len(answers) - len(ok),
+        "refused": sum(1 for a in ok if a.refused),
+        "cited_any": sum(1 for a in ok if a.cited),
+        "no_access_refused": sum(1 for a in no_access if a.refused),
+        "no_access_samples": len(no_access),
+        "answerable_answered": sum(1 for a in answerable if not a.refused),
+        "answerable_samples": len(answerable),
+        "restricted_sources_in_context": sum(len(a.restricted_cited) for a in ok),
+        "answer_s_mean": round(statistics.fmean(a.seconds for a in answers), 2)
+        if answers
+        else None,
+    }
+
+
+# -- judging --------------------------------------------------------------------------------------
+def _metric(name: str, config: JudgeConfig) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import ragas.metrics as rm
+        from ragas.embeddings import LangchainEmbeddingsWrapper
+        from ragas.llms import LangchainLLMWrapper
+        from ragas.run_config import RunConfig
+
+        class_name, ragas_name = _RAGAS[name]
+        metric = getattr(rm, class_name)()
+        if metric.name != ragas_name:  # a renamed metric in a newer ragas must not go unnoticed
+            raise ConfigError(f"ragas metric {class_name} is now called {metric.name!r}")
+        run_config = RunConfig(timeout=int(config.timeout_s), max_retries=1, max_workers=1)
+        # bypass_n: llama.cpp servers reject n > 1, and ragas would set `n` on a shared model.
+        metric.llm = LangchainLLMWrapper(
+            config.llm, run_config=run_config, bypass_n=True, bypass_temperature=False
+        )
+        if hasattr(metric, "embeddings"):
+            metric.embeddings = LangchainEmbeddingsWrapper(
+                named_embeddings(config.embeddings), run_config=run_config
+            )
+        metric.init(run_config)
+    return metric
+
+
+def named_embeddings(inner: Embeddings) -> Embeddings:
+    """`inner` behind an object whose ``model`` is a string: ragas' usage tracking reads
+    ``embeddings.model`` and rejects anything else (our local model's ``model`` is the
+    SentenceTransformer itself)."""
+    from langchain_core.embeddings import Embeddings as LCEmbeddings
+
+    class Named(LCEmbeddings):
+        def __init__(self) -> None:
+            self.model = str(getattr(inner, "name", None) or type(inner).__name__)
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return inner.embed_documents(texts)
+
+        def embed_query(self, text: str) -> list[float]:
+            return inner.embed_query(text)
+
+    return Named()
+
+
+def _ragas_sample(answer: AnswerSample) -> Any:
+    from ragas import SingleTurnSample
+
+    return SingleTurnSample(
+        user_input=answer.user_input,
+        response=answer.response,
+        retrieved_contexts=list(answer.contexts),
+        reference=answer.reference,
+    )
+
+
+def judge_answers(
+    answers: Sequence[AnswerSample],
+    config: JudgeConfig,
+    *,
+    progress: Progress | None = None,
+) -> JudgeResult:
+    """Score every applicable (answer, metric) `config.repeats` times."""
+    if config.repeats < 1:
+        raise ConfigError("--judge-repeats must be at least 1")
+    started = time.perf_counter()
+    needed = sorted({m for a in answers for m in a.applicable()}, key=LLM_METRICS.index)
+    metrics = {name: _metric(name, config) for name in needed}
+    jobs = [(a, m) for a in answers for m in a.applicable()]
+    result = JudgeResult()
+    bar = (
+        progress(total=len(jobs) * config.repeats, desc=f"judging ({config.label})", unit="score")
+        if progress
+        else None
+    )
+
+    async def score(answer: AnswerSample, name: str, repeat: int) -> None:
+        try:
+            value = await asyncio.wait_for(
+                metrics[name].single_turn_ascore(_ragas_sample(answer)), timeout=config.timeout_s
+            )
+        except TimeoutError:
+            result.failures.append(
+                Failure(
+                    answer.key, name, repeat, f"no answer from the judge in {config.timeout_s} s"
+                )
+            )
+        except Exception as exc:  # a judge failure is recorded, named and fails the gate
+            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            result.failures.append(
+                Failure(answer.key, name, repeat, f"{type(exc).__name__}: {detail}".rstrip(": "))
+            )
+        else:
+            if not isinstance(value, int | float) or math.isnan(float(value)):
+                result.failures.append(
+                    Failure(answer.key, name, repeat, f"the metric returned {value!r}")
+                )
+            else:
+                result.scores.setdefault(answer.key, {}).setdefault(name, []).append(float(value))
+        finally:
+            if bar is not None:
+                bar.update(1)
+
+    async def one_pass(repeat: int) -> None:
+        gate = asyncio.Semaphore(max(1, config.max_workers))
+
+        async def guarded(answer: AnswerSample, name: str) -> None:
+            async with gate:
+                await score(answer, name, repeat)
+
+        await asyncio.gather(*(guarded(a, m) for a, m in jobs))
+
+    async def all_passes() -> None:
+        # One event loop for every pass: the model clients keep connections bound to it.
+        for repeat in range(1, config.repeats + 1):
+            before = {
+                (key, name): len(values)
+                for key, per in result.scores.items()
+                for name, values in per.items()
+            }
+            await one_pass(repeat)
+            for name in needed:
+                this_pass = [
+                    per[name][-1]
+                    for key, per in result.scores.items()
+                    if name in per and len(per[name]) > before.get((key, name), 0)
+                ]
+                if this_pass:
+                    result.repeat_means.setdefault(name, []).append(statistics.fmean(this_pass))
+
+    try:
+        run_coroutine(all_passes())
+    finally:
+        if bar is not None:
+            bar.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def run_coroutine(coro: Any) -> Any:
+    """`asyncio.run`, also from code that already runs an event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def answers_as_dicts(answers: Sequence[AnswerSample], judged: JudgeResult) -> list[dict[str, Any]]:
+    rows = []
+    for a in answers:
+        row = asdict(a)
+        row["scores"] = {
+            m: {"mean": judged.sample_mean(a.key, m), "repeats": judged.scores[a.key][m]}
+            for m in LLM_METRICS
+            if m in judged.scores.get(a.key, {})
+        }
+        rows.append(row)
+    return rows

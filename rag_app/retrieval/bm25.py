@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 
 from rag_app.errors import ConfigError
-from rag_app.retrieval.filters import FieldKind, Node, matches, to_dict
+from rag_app.retrieval.filters import FieldKind, Node, matches
 from rag_app.retrieval.permissions import Principal
-from rag_app.retrieval.search import FilterInput, GuardedSearch, SearchResult
+from rag_app.retrieval.search import GuardedSearch, SearchResult
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 log = logging.getLogger(__name__)
@@ -378,24 +378,10 @@ class KeywordSearch(GuardedSearch):
         super().__init__(known_fields=known_fields, date_fields=date_fields, default_k=default_k)
         self.index = index
 
-    def search(
-        self,
-        principal: Principal,
-        query: str,
-        *,
-        filter: FilterInput = None,
-        k: int | None = None,
+    def _search(
+        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
     ) -> SearchResult:
-        caller = self.parse_caller_filter(filter)
-        k = self._check_k(k)
-        where = self._access(principal, caller)
-        if where is None:
-            return self._denied()
-        hits = self.index.search(query, k, where)
-        allowed, dropped = self.recheck(principal, hits)
-        return SearchResult(
-            hits=allowed, effective_filter=to_dict(where), dropped=dropped, retriever=self.name
-        )
+        return self._result(principal, self.index.search(query, k, where), where)
 
 
 def index_directory(data_dir: Path, store_location: str) -> Path:

@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from rag_app.errors import ConfigError
-from rag_app.retrieval.filters import FieldKind, to_dict
+from rag_app.retrieval.filters import FieldKind, Node, to_dict
 from rag_app.retrieval.permissions import Principal
-from rag_app.retrieval.search import FilterInput, GuardedSearch, Searcher, SearchResult
+from rag_app.retrieval.search import GuardedSearch, Searcher, SearchResult
 from rag_app.stores.base import StoreHit
 
 FusionMethod = Literal["rrf", "weighted"]
@@ -161,19 +161,9 @@ class HybridSearch(GuardedSearch):
             "level": self.level,
         }
 
-    def search(
-        self,
-        principal: Principal,
-        query: str,
-        *,
-        filter: FilterInput = None,
-        k: int | None = None,
+    def _search(
+        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
     ) -> SearchResult:
-        caller = self.parse_caller_filter(filter)
-        k = self._check_k(k)
-        where = self._access(principal, caller)
-        if where is None:
-            return self._denied()
         depth = max(k, self.candidates)
         # Each half applies the access filter itself (pre-filter + re-check); the parsed
         # caller filter is passed on as a node, so it is validated once.

@@ -126,6 +126,45 @@ class GuardedSearch:
     def _denied(self) -> SearchResult:
         return SearchResult(hits=[], effective_filter={}, denied=True, retriever=self.name)
 
+    def _guard(
+        self, principal: Principal, filter: FilterInput, k: int | None
+    ) -> tuple[int, Node, Node | None] | None:
+        """The prologue of every search: (k, access AND caller filter, parsed caller filter),
+        or None when the access filter cannot be built (the caller returns `_denied()`)."""
+        caller = self.parse_caller_filter(filter)
+        checked_k = self._check_k(k)
+        where = self._access(principal, caller)
+        if where is None:
+            return None
+        return checked_k, where, caller
+
+    def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        filter: FilterInput = None,
+        k: int | None = None,
+    ) -> SearchResult:
+        guarded = self._guard(principal, filter, k)
+        if guarded is None:
+            return self._denied()
+        checked_k, where, caller = guarded
+        return self._search(principal, query, checked_k, where, caller)
+
+    def _search(
+        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
+    ) -> SearchResult:
+        """Search with the guard's filter already built (`where` holds the access filter)."""
+        raise NotImplementedError
+
+    def _result(self, principal: Principal, hits: Sequence[StoreHit], where: Node) -> SearchResult:
+        """The epilogue: re-check every hit, report the effective filter."""
+        allowed, dropped = self.recheck(principal, hits)
+        return SearchResult(
+            hits=allowed, effective_filter=to_dict(where), dropped=dropped, retriever=self.name
+        )
+
     @staticmethod
     def recheck(principal: Principal, hits: Sequence[StoreHit]) -> tuple[list[StoreHit], int]:
         """Drop (and log) every hit the principal may not read: (allowed, dropped)."""
@@ -167,21 +206,12 @@ class SecureSearch(GuardedSearch):
         self.store = store
         self.embeddings = embeddings
 
-    def search(
-        self,
-        principal: Principal,
-        query: str,
-        *,
-        filter: FilterInput = None,
-        k: int | None = None,
+    def _search(
+        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
     ) -> SearchResult:
-        caller = self.parse_caller_filter(filter)
-        k = self._check_k(k)
-        where = self._access(principal, caller)
-        if where is None:
-            return self._denied()
-        vector = self.embeddings.embed_query(query)
-        return self._run(principal, vector, k, where)
+        return self._result(
+            principal, self.store.query(self.embeddings.embed_query(query), k, where), where
+        )
 
     def search_by_vector(
         self,
@@ -191,16 +221,8 @@ class SecureSearch(GuardedSearch):
         filter: FilterInput = None,
         k: int | None = None,
     ) -> SearchResult:
-        caller = self.parse_caller_filter(filter)
-        k = self._check_k(k)
-        where = self._access(principal, caller)
-        if where is None:
+        guarded = self._guard(principal, filter, k)
+        if guarded is None:
             return self._denied()
-        return self._run(principal, vector, k, where)
-
-    def _run(self, principal: Principal, vector: list[float], k: int, where: Node) -> SearchResult:
-        hits = self.store.query(vector, k, where)
-        allowed, dropped = self.recheck(principal, hits)
-        return SearchResult(
-            hits=allowed, effective_filter=to_dict(where), dropped=dropped, retriever=self.name
-        )
+        checked_k, where, _ = guarded
+        return self._result(principal, self.store.query(vector, checked_k, where), where)

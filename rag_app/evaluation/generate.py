@@ -276,8 +276,9 @@ def _run_ragas(
 
 
 def _why(step: str, exc: BaseException) -> str:
-    detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    return f"{step} failed: {type(exc).__name__}: {detail}".rstrip(": ")
+    from rag_app.evaluation.judge import short_error
+
+    return f"{step} failed: {short_error(exc)}"
 
 
 def _to_rows(samples: Sequence[Any], docs: Sequence[Any]) -> list[dict[str, Any]]:

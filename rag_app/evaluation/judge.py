@@ -118,19 +118,27 @@ class Failure:
 
 @dataclass
 class JudgeResult:
-    scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # key->metric->[r]
-    repeat_means: dict[str, list[float]] = field(default_factory=dict)  # metric -> [mean per r]
+    # sample key -> metric -> repeat -> score (a failed score is absent, see `failures`)
+    scores: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
 
     def sample_mean(self, key: str, metric: str) -> float | None:
         values = self.scores.get(key, {}).get(metric)
-        return statistics.fmean(values) if values else None
+        return statistics.fmean(values.values()) if values else None
+
+    def repeat_means(self, metric: str) -> list[float]:
+        """The mean over samples of each repeat that scored `metric` at least once."""
+        by_repeat: dict[int, list[float]] = {}
+        for per in self.scores.values():
+            for repeat, value in per.get(metric, {}).items():
+                by_repeat.setdefault(repeat, []).append(value)
+        return [statistics.fmean(by_repeat[r]) for r in sorted(by_repeat)]
 
     def aggregate(self) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for metric in LLM_METRICS:
-            means = self.repeat_means.get(metric)
+            means = self.repeat_means(metric)
             if not means:
                 continue
             n = sum(1 for per in self.scores.values() if per.get(metric))
@@ -173,51 +181,38 @@ def answer_samples(
         for key, principal, may_read, sample, row in items:
             started = time.perf_counter()
             user, _, query_id = key.partition("/")
+            answer = AnswerSample(
+                key=key,
+                user=user,
+                query_id=query_id,
+                user_input=sample.user_input,
+                response="",
+                contexts=[],
+                reference=sample.reference,
+                refused=False,
+                cited=[],
+                cited_sources=[],
+                restricted_cited=[],
+                expected=row.get("expected"),
+                outcome=row.get("outcome"),
+                seconds=0.0,
+            )
             try:
                 result = service.ask(principal, sample.user_input, k=k)
             except ChatError as exc:
-                out.append(
-                    AnswerSample(
-                        key=key,
-                        user=user,
-                        query_id=query_id,
-                        user_input=sample.user_input,
-                        response="",
-                        contexts=[],
-                        reference=sample.reference,
-                        refused=False,
-                        cited=[],
-                        cited_sources=[],
-                        restricted_cited=[],
-                        expected=row.get("expected"),
-                        outcome=row.get("outcome"),
-                        seconds=time.perf_counter() - started,
-                        error=f"{exc.stage}: {exc}",
-                    )
-                )
+                answer.error = f"{exc.stage}: {exc}"
             else:
                 by_n = {s.n: s for s in result.sources}
-                cited = [by_n[n] for n in result.cited if n in by_n]
-                out.append(
-                    AnswerSample(
-                        key=key,
-                        user=user,
-                        query_id=query_id,
-                        user_input=sample.user_input,
-                        response=result.answer,
-                        contexts=[s.text or s.snippet for s in result.sources],
-                        reference=sample.reference,
-                        refused=result.refused,
-                        cited=list(result.cited),
-                        cited_sources=[s.source for s in cited],
-                        restricted_cited=sorted(
-                            {s.source for s in result.sources if not may_read(s.metadata)}
-                        ),
-                        expected=row.get("expected"),
-                        outcome=row.get("outcome"),
-                        seconds=time.perf_counter() - started,
-                    )
+                answer.response = result.answer
+                answer.contexts = [s.text or s.snippet for s in result.sources]
+                answer.refused = result.refused
+                answer.cited = list(result.cited)
+                answer.cited_sources = [by_n[n].source for n in result.cited if n in by_n]
+                answer.restricted_cited = sorted(
+                    {s.source for s in result.sources if not may_read(s.metadata)}
                 )
+            answer.seconds = time.perf_counter() - started
+            out.append(answer)
             if bar is not None:
                 bar.update(1)
     finally:
@@ -335,17 +330,14 @@ def judge_answers(
                 )
             )
         except Exception as exc:  # a judge failure is recorded, named and fails the gate
-            detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-            result.failures.append(
-                Failure(answer.key, name, repeat, f"{type(exc).__name__}: {detail}".rstrip(": "))
-            )
+            result.failures.append(Failure(answer.key, name, repeat, short_error(exc)))
         else:
             if not isinstance(value, int | float) or math.isnan(float(value)):
                 result.failures.append(
                     Failure(answer.key, name, repeat, f"the metric returned {value!r}")
                 )
             else:
-                result.scores.setdefault(answer.key, {}).setdefault(name, []).append(float(value))
+                result.scores.setdefault(answer.key, {}).setdefault(name, {})[repeat] = float(value)
         finally:
             if bar is not None:
                 bar.update(1)
@@ -362,20 +354,7 @@ def judge_answers(
     async def all_passes() -> None:
         # One event loop for every pass: the model clients keep connections bound to it.
         for repeat in range(1, config.repeats + 1):
-            before = {
-                (key, name): len(values)
-                for key, per in result.scores.items()
-                for name, values in per.items()
-            }
             await one_pass(repeat)
-            for name in needed:
-                this_pass = [
-                    per[name][-1]
-                    for key, per in result.scores.items()
-                    if name in per and len(per[name]) > before.get((key, name), 0)
-                ]
-                if this_pass:
-                    result.repeat_means.setdefault(name, []).append(statistics.fmean(this_pass))
 
     try:
         run_coroutine(all_passes())
@@ -384,6 +363,13 @@ def judge_answers(
             bar.close()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def short_error(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters of it)."""
+    text = str(exc).strip()
+    detail = text.splitlines()[0][:300] if text else ""
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def run_coroutine(coro: Any) -> Any:
@@ -403,7 +389,10 @@ def answers_as_dicts(answers: Sequence[AnswerSample], judged: JudgeResult) -> li
     for a in answers:
         row = asdict(a)
         row["scores"] = {
-            m: {"mean": judged.sample_mean(a.key, m), "repeats": judged.scores[a.key][m]}
+            m: {
+                "mean": judged.sample_mean(a.key, m),
+                "repeats": [judged.scores[a.key][m][r] for r in sorted(judged.scores[a.key][m])],
+            }
             for m in LLM_METRICS
             if m in judged.scores.get(a.key, {})
         }

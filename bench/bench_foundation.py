@@ -133,7 +133,7 @@ def main() -> None:
         Principal(tenant="t1", user_id="u3", groups=frozenset({"eng"})),
         Principal.anonymous("t0"),
     ]
-    caller = app.search.parse_caller_filter({"year": {"$gte": 2005}})
+    caller = app.search.parse_caller_filter({"year": {"$gte": 2005}}, principals[0])
     collection = app.store._collection  # type: ignore[attr-defined]
     k = settings.k
     ours: list[float] = []

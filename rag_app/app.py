@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from rag_app.errors import ConfigError, FilterError
 from rag_app.ingest.pipeline import Ingestor
 from rag_app.ingest.splitting import TokenSplitter
 from rag_app.ingest.state import IngestState
-from rag_app.retrieval.filters import Node, parse_filter
+from rag_app.retrieval.filters import FieldKind, Node, parse_filter
 from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
@@ -45,6 +46,14 @@ def build_embeddings(settings: Settings) -> EmbeddingModel:
 
         return OpenAIEmbeddingModel(settings)
     raise ConfigError(f"unknown embeddings {settings.embeddings!r}")
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """The chunks a delete will remove (shown to the operator before confirming)."""
+
+    ids: list[str]
+    per_source: dict[str, int]  # source -> chunks
 
 
 class App:
@@ -78,7 +87,11 @@ class App:
 
     @cached_property
     def state(self) -> IngestState:
-        return IngestState(self.settings.state_url, namespace=self.settings.store_location)
+        state = IngestState(self.settings.state_url, namespace=self.settings.store_location)
+        if state.needs_field_migration():
+            # Once: the old catalog did not know which tenant a field belongs to.
+            state.rebuild_fields(record.metadata for record in self.store.records())
+        return state
 
     @cached_property
     def splitter(self) -> TokenSplitter:
@@ -156,8 +169,13 @@ class App:
         )
 
     def admin_filter(self, raw: Mapping[str, Any] | str | None) -> Node | None:
-        """Operator filters (delete/stats) may name tenant and acl."""
-        return parse_filter(raw, date_fields=self.settings.date_fields)
+        """Operator filters (delete/stats) may name tenant and acl. They go through the same
+        validation as query filters, against every tenant's field catalog (unknown fields and
+        comparisons a store would evaluate wrongly, e.g. a fractional bound on an int field,
+        are errors): a delete must never remove more than the filter says."""
+        known: dict[str, FieldKind] = {"tenant": "str", "acl": "list"}
+        known.update(self.state.fields())
+        return parse_filter(raw, known_fields=known, date_fields=self.settings.date_fields)
 
     def stats(self) -> dict[str, Any]:
         per_tenant: Counter[str] = Counter()
@@ -185,25 +203,24 @@ class App:
             ],
         }
 
-    def delete(self, *, sources: Iterable[str] = (), filter: Any = None) -> int:
-        """Delete chunks by source or by an (operator) filter; keeps the ingest state in step,
-        so a later ingest of the same file adds it back."""
+    def plan_delete(self, *, sources: Iterable[str] = (), filter: Any = None) -> DeletePlan:
+        """What a delete by source or (operator) filter would remove, without removing it."""
         sources = [s for s in sources if s]
         where: Node | None
         if sources:
             raw: dict[str, Any] = (
                 {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": sources}}
             )
-            where = self.admin_filter(raw)
+            where = parse_filter(raw)  # sources are exact strings: no catalog needed
         else:
             where = self.admin_filter(filter)
         if where is None:
             raise FilterError("refusing to delete without a filter: give --source or --filter")
         ids: list[str] = []
-        touched: set[str] = set()
+        touched: Counter[str] = Counter()
         for record in self.store.records(where):
             ids.append(record.id)
-            touched.add(str(record.metadata.get("source", "")))
+            touched[str(record.metadata.get("source", ""))] += 1
         if sources and not ids:
             # A JSONL file's records have sources "<file>#<id>": match them by prefix.
             prefixes = tuple(f"{s}#" for s in sources)
@@ -211,15 +228,20 @@ class App:
                 source = str(record.metadata.get("source", ""))
                 if source.startswith(prefixes):
                     ids.append(record.id)
-                    touched.add(source)
-        if ids:
-            try:
-                self.store.delete(ids)
-                self.state.delete_chunk_records(ids)
-                self.state.forget_sources(touched)
-            finally:
-                self.state.bump_generation()  # derived indexes (BM25) rebuild from the store
-        return len(ids)
+                    touched[source] += 1
+        return DeletePlan(ids=ids, per_source=dict(touched))
+
+    def delete(
+        self, *, sources: Iterable[str] = (), filter: Any = None, plan: DeletePlan | None = None
+    ) -> int:
+        """Delete chunks by source or by an (operator) filter (or a `plan_delete` result);
+        keeps the ingest state in step, so a later ingest of the same file adds it back."""
+        plan = plan or self.plan_delete(sources=sources, filter=filter)
+        if plan.ids:
+            self.store.delete(plan.ids)
+            self.state.delete_chunk_records(plan.ids)
+            self.state.forget_sources(plan.per_source)
+        return len(plan.ids)
 
     def close(self) -> None:
         self.close_chat()
@@ -278,13 +300,14 @@ class App:
     @cached_property
     def keyword_index(self) -> KeywordIndex:
         """BM25 over this store's chunks; persisted under <data_dir>/bm25 and rebuilt from the
-        store whenever the ingest state's change counter moved (see rag_app.retrieval.bm25)."""
+        store whenever the store's change token moved (see rag_app.retrieval.bm25)."""
         from rag_app.retrieval.bm25 import KeywordIndex, index_directory
 
         return KeywordIndex(
             self.store,
-            generation=self.state.generation,
+            generation=self.store.change_token,
             directory=index_directory(self.settings.data_dir, self.settings.store_location),
+            background=self.settings.bm25_refresh == "background",
         )
 
     def searcher(self, kind: str | None = None) -> Searcher:

@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         0.5, ge=0.0, le=1.0, description="Weight of the dense half in weighted fusion."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    bm25_refresh: Literal["inline", "background"] = Field(
+        "inline",
+        description="When the store changed, rebuild the BM25 index before the next search "
+        "(inline) or keep serving the old one, re-checked against the store, while a new one "
+        "is built on a worker thread (background; what `rag-app serve` uses).",
+    )
 
     # --- chat model ----------------------------------------------------------------------
     llm: LLMName = Field("local", description="local (GGUF on the CPU) | openai.")

@@ -48,12 +48,24 @@ def delete(
     ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> int:
-    """Delete chunks by source or filter (a later ingest of the same file adds it back)."""
+    """Delete chunks by source or filter (a later ingest of the same file adds it back).
+    Prints what will be removed and asks for confirmation unless --yes."""
     if bool(source) == bool(filter_):
         raise RagAppError("give exactly one of --source or --filter")
-    if not yes and not typer.confirm("Delete the matching chunks?", default=False):
+    app = ctx.obj.app
+    plan = app.plan_delete(sources=source or [], filter=filter_)
+    if not plan.ids:
+        typer.echo("nothing matches; nothing deleted")
+        return 0
+    typer.echo(f"this will delete {len(plan.ids)} chunks of {len(plan.per_source)} document(s):")
+    shown = sorted(plan.per_source.items())
+    for name, n in shown[:20]:
+        typer.echo(f"  {n:6d}  {name}")
+    if len(shown) > 20:
+        typer.echo(f"  ... and {len(shown) - 20} more documents")
+    if not yes and not typer.confirm(f"Delete these {len(plan.ids)} chunks?", default=False):
         raise typer.Abort()
-    n = ctx.obj.app.delete(sources=source or [], filter=filter_)
+    n = app.delete(plan=plan)
     typer.echo(f"deleted {n} chunks")
     return 0
 

@@ -82,9 +82,18 @@ def ingest(
             typer.echo(f"skipped  {item.location}: {item.reason}")
         for item in report.rejected:
             typer.secho(f"REJECTED {item.location}: {item.reason}", fg=typer.colors.RED, err=True)
+        for item in report.still_served:
+            typer.secho(
+                f"STILL SERVED {item.location}: {item.reason}", fg=typer.colors.YELLOW, err=True
+            )
     if report.rejected:
         typer.secho(
-            f"{len(report.rejected)} input(s) rejected; everything else was ingested.",
+            f"{len(report.rejected)} input(s) rejected; everything else was ingested"
+            + (
+                f"; {len(report.still_served)} document(s) still serve their previous version."
+                if report.still_served
+                else "."
+            ),
             fg=typer.colors.YELLOW,
             err=True,
         )

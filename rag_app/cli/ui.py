@@ -20,8 +20,14 @@ def serve(
     ] = None,
 ) -> int:
     """Start the chat UI in the browser (login with a user from the users file)."""
+    import os
+
     from rag_app.ui.app import launch
 
+    # A server keeps answering from the current BM25 index (re-checked against the store)
+    # while a changed store is re-indexed on a worker thread, unless configured otherwise.
+    if "RAG_BM25_REFRESH" not in os.environ:
+        ctx.obj.overrides.setdefault("bm25_refresh", "background")
     app = ctx.obj.app
     if ingest:
         report = app.ingestor.ingest(ingest)

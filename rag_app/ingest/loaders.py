@@ -80,13 +80,23 @@ def discover(paths: Iterable[Path]) -> Discovered:
     return Discovered(files=files, skipped=skipped, missing=missing)
 
 
-def display_source(path: Path) -> str:
-    """Path relative to the working directory when inside it, else absolute (POSIX style)."""
+def display_source(path: Path, root: Path | None = None) -> str:
+    """A document's `source` as users see it (POSIX style): relative to the working directory
+    when inside it; otherwise relative to the folder holding the ingest `root` (so
+    ``/srv/docs/hr/a.md`` ingested as ``/srv/docs`` is ``docs/hr/a.md``), never a server's
+    absolute path. Without a root, outside the working directory: the file name only."""
     resolved = path.resolve()
     try:
         return resolved.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
-        return resolved.as_posix()
+        pass
+    if root is not None:
+        base = root.resolve().parent
+        try:
+            return resolved.relative_to(base).as_posix()
+        except ValueError:
+            pass
+    return resolved.name
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -200,10 +210,9 @@ def _load_pdf(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
     return body, {"title": title or _first_heading(body) or _title_from_name(path)}
 
 
-def _load_jsonl(path: Path, data: bytes, overrides: Mapping[str, Any] | None) -> LoadedFile:
+def _load_jsonl(path: Path, data: bytes, source: str) -> LoadedFile:
     text = _read_text(path, data)
     loaded = LoadedFile(path=path)
-    source = display_source(path)
     ids: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -248,10 +257,16 @@ def _load_jsonl(path: Path, data: bytes, overrides: Mapping[str, Any] | None) ->
 
 
 def load_file(
-    path: Path, *, max_bytes: int, overrides: Mapping[str, Any] | None = None
+    path: Path,
+    *,
+    max_bytes: int,
+    overrides: Mapping[str, Any] | None = None,
+    source: str | None = None,
 ) -> LoadedFile:
     """Load one file. Whole-file problems raise `RejectedInput`; per-record problems (JSONL)
-    are listed in `LoadedFile.rejected`. Metadata is merged but not yet validated."""
+    are listed in `LoadedFile.rejected`. Metadata is merged but not yet validated. `source`
+    (default: `display_source(path)`) names the document; JSONL records add ``#<id>``."""
+    source = source or display_source(path)
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         supported = " ".join(sorted(SUPPORTED_SUFFIXES))
@@ -274,7 +289,7 @@ def load_file(
 
     sidecar = read_sidecar(path)
     if suffix == ".jsonl":
-        loaded = _load_jsonl(path, data, overrides)
+        loaded = _load_jsonl(path, data, source)
         for doc in loaded.docs:
             doc.metadata = {**doc.metadata, **(sidecar or {}), **(overrides or {})}
         if not loaded.docs and not loaded.rejected:
@@ -289,7 +304,6 @@ def load_file(
         body, meta = _load_pdf(path, data)
     if not body.strip():
         raise RejectedInput("no text content (empty after removing markup/front matter)")
-    source = display_source(path)
     merged = {**meta, **(sidecar or {}), **(overrides or {})}
     return LoadedFile(
         path=path,

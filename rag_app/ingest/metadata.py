@@ -20,6 +20,9 @@ from rag_app.retrieval.permissions import validate_acl, validate_tenant
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Set by the ingestion pipeline; documents may not supply them.
 SYSTEM_KEYS = frozenset({"source", "chunk_index", "chunk_count", "doc_id", "content_hash"})
+# ``<field>_iso`` is the display copy the app derives from a date field; a document that set
+# one itself could make the UI show a value other than the one access and filters use.
+DERIVED_SUFFIX = "_iso"
 REQUIRED_KEYS = ("tenant", "acl")
 MAX_STRING = 8192
 MAX_LIST = 256
@@ -78,6 +81,11 @@ def normalize_metadata(raw: Mapping[str, Any], *, date_fields: Iterable[str]) ->
         if not isinstance(key, str) or not KEY_RE.match(key):
             raise ValueError(
                 f"invalid metadata key {key!r} (letters, digits and _ only, at most 64)"
+            )
+        if key.endswith(DERIVED_SUFFIX):
+            raise ValueError(
+                f"metadata key {key!r} is reserved: '<field>{DERIVED_SUFFIX}' keys are derived "
+                "by the app from date fields"
             )
         if value is None:
             continue

@@ -9,8 +9,8 @@ re-running after a crash upserts the same ids (no duplicates) and then cleans up
 ``cleanup="full"`` also deletes the chunks of previously ingested files under the given
 folders that no longer exist.
 
-Every write or delete bumps the state's change counter (`IngestState.bump_generation`), which
-tells derived indexes such as the BM25 index that they must be rebuilt from the store.
+Every write or delete through the store port replaces the store's change token, which tells
+derived indexes such as the BM25 index (on any host) that they must be rebuilt.
 """
 
 from __future__ import annotations
@@ -48,6 +48,16 @@ log = logging.getLogger(__name__)
 INDEX_BATCH = 2048
 
 
+def _root_of(path: Path, roots: Sequence[Path]) -> Path | None:
+    """The ingest root (a given file or folder) that `path` was found under."""
+    resolved = path.resolve()
+    for root in roots:
+        r = root.resolve()
+        if resolved == r or r in resolved.parents:
+            return r
+    return None
+
+
 @dataclass
 class Rejection:
     location: str
@@ -65,6 +75,9 @@ class IngestReport:
     chunks_deleted: int = 0
     skipped: list[Rejection] = field(default_factory=list)  # not meant for ingestion
     rejected: list[Rejection] = field(default_factory=list)
+    # Chunks of an earlier version that are still served because their new version was
+    # rejected (nothing stored is dropped on bad input, but it is never kept silently).
+    still_served: list[Rejection] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -82,6 +95,7 @@ class IngestReport:
             "chunks_deleted": self.chunks_deleted,
             "rejected": [r.__dict__ for r in self.rejected],
             "skipped": [r.__dict__ for r in self.skipped],
+            "still_served": [r.__dict__ for r in self.still_served],
             "seconds": round(self.seconds, 3),
         }
 
@@ -92,11 +106,19 @@ class _Prepared:
     source: str
     fingerprint: str
     chunks: list[Document]
-    kinds: dict[str, FieldKind]
-    # Some records were rejected: index the good ones but delete nothing (a rejected record
-    # keeps its previously stored chunks) and do not mark the file complete, so the next run
-    # processes it again.
+    kinds: dict[str, dict[str, FieldKind]]  # tenant -> field -> kind
+    # One record-manager group per record (JSONL) instead of one per file, so that a record's
+    # new chunks replace exactly its old ones even when another record of the file is bad.
+    per_record: bool = False
+    # Some records were rejected: their previously stored chunks are kept (and reported), the
+    # accepted records still replace theirs, and the file is not marked complete, so the next
+    # run processes it again.
     partial: bool = False
+
+    def group_of(self, doc: Document) -> str:
+        if self.per_record:
+            return f"{self.file_key}#{doc.metadata['doc_id']}"
+        return self.file_key
 
 
 ProgressFactory = Callable[[int], Any]  # total chunks -> object with update(n) and close()
@@ -136,7 +158,10 @@ class Ingestor:
         overrides: Mapping[str, Any] | None = None,
         cleanup: Literal["incremental", "full"] = "incremental",
         progress: ProgressFactory | None = None,
+        source_root: Path | None = None,
     ) -> IngestReport:
+        """Ingest files and folders. Documents are named (`source`) relative to the working
+        directory, else to the folder holding the given path (or `source_root`'s parent)."""
         started = time.perf_counter()
         report = IngestReport()
         roots = [Path(p) for p in paths]
@@ -154,15 +179,16 @@ class Ingestor:
         for path in found.files:
             file_key = str(path.resolve())
             seen_keys.add(file_key)
+            source = display_source(path, root=source_root or _root_of(path, roots))
             try:
-                fingerprint = self._fingerprint(path, overrides)
+                fingerprint = self._fingerprint(path, source, overrides)
             except OSError as exc:
                 report.rejected.append(Rejection(str(path), f"cannot read file: {exc}"))
                 continue
             if known.get(file_key) == fingerprint:
                 report.files_unchanged += 1
                 continue
-            item = self._prepare(path, file_key, fingerprint, overrides, report)
+            item = self._prepare(path, file_key, source, fingerprint, overrides, report)
             if item is not None:
                 prepared.append(item)
 
@@ -185,23 +211,17 @@ class Ingestor:
     def remove_files(self, file_keys: Iterable[str]) -> int:
         """Delete every chunk of the given files (store, record manager and file marks)."""
         deleted = 0
-        touched = False
-        try:
-            for key in file_keys:
-                ids = self.state.chunk_ids_of(key)
-                if ids:
-                    touched = True
-                    self.store.delete(ids)
-                    self.state.delete_chunk_records(ids)
-                    deleted += len(ids)
-                self.state.forget_files([key])
-        finally:
-            if touched:
-                self.state.bump_generation()
+        for key in file_keys:
+            ids = self.state.chunk_ids_of(key)
+            if ids:
+                self.store.delete(ids)
+                self.state.delete_chunk_records(ids)
+                deleted += len(ids)
+            self.state.forget_files([key])
         return deleted
 
     # -- steps --------------------------------------------------------------------------
-    def _fingerprint(self, path: Path, overrides: Mapping[str, Any]) -> str:
+    def _fingerprint(self, path: Path, source: str, overrides: Mapping[str, Any]) -> str:
         digest = hashlib.sha256()
         digest.update(path.read_bytes())
         sidecar = path.with_name(path.name + SIDECAR_SUFFIX)
@@ -210,7 +230,7 @@ class Ingestor:
         digest.update(
             b"\0overrides\0" + json.dumps(overrides, sort_keys=True, default=str).encode()
         )
-        digest.update(b"\0source\0" + display_source(path).encode())
+        digest.update(b"\0source\0" + source.encode())
         digest.update(b"\0settings\0" + self.settings_fingerprint.encode())
         return digest.hexdigest()
 
@@ -218,21 +238,25 @@ class Ingestor:
         self,
         path: Path,
         file_key: str,
+        source: str,
         fingerprint: str,
         overrides: Mapping[str, Any],
         report: IngestReport,
     ) -> _Prepared | None:
         rejected_before = len(report.rejected)
         try:
-            loaded: LoadedFile = load_file(path, max_bytes=self.max_file_bytes, overrides=overrides)
+            loaded: LoadedFile = load_file(
+                path, max_bytes=self.max_file_bytes, overrides=overrides, source=source
+            )
         except RejectedInput as exc:
             report.rejected.append(Rejection(exc.location or str(path), exc.reason))
+            self._report_still_served(file_key, source, report)
             return None
         for rej in loaded.rejected:
             report.rejected.append(Rejection(rej.location or str(path), rej.reason))
 
         chunks: list[Document] = []
-        kinds: dict[str, FieldKind] = {}
+        kinds: dict[str, dict[str, FieldKind]] = {}
         for doc in loaded.docs:
             location = str(path) if doc.doc_id == doc.source else f"{path}#{doc.doc_id}"
             reserved = sorted(SYSTEM_KEYS & set(doc.metadata))
@@ -257,29 +281,65 @@ class Ingestor:
             meta["source"] = doc.source
             meta["doc_id"] = doc.doc_id
             meta["chunk_count"] = len(pieces)
+            tenant_kinds = kinds.setdefault(str(meta["tenant"]), {})
             for key, value in meta.items():
-                kinds[key] = field_kind(value)
+                tenant_kinds[key] = field_kind(value)
+            tenant_kinds["chunk_index"] = "int"
             for n, piece in enumerate(pieces):
                 chunk_meta = dict(meta)
                 chunk_meta["chunk_index"] = n
                 chunks.append(Document(page_content=piece, metadata=chunk_meta))
-            kinds["chunk_index"] = "int"
         if not chunks:
-            # A file whose every record failed keeps whatever it had stored before.
+            # A file whose every record failed keeps whatever it had stored before: say so.
+            self._report_still_served(file_key, source, report)
             return None
         partial = len(report.rejected) > rejected_before
+        per_record = path.suffix.lower() == ".jsonl"
         return _Prepared(
-            file_key, display_source(path), fingerprint, chunks, kinds, partial=partial
+            file_key, source, fingerprint, chunks, kinds, per_record=per_record, partial=partial
+        )
+
+    def _report_still_served(
+        self, file_key: str, source: str, report: IngestReport, groups: Iterable[str] = ()
+    ) -> None:
+        """Tell the caller which chunks of a previous version stay in the store because their
+        new version was rejected (all of the file's groups, or only `groups`)."""
+        all_groups = self.state.chunk_groups_of(file_key)
+        wanted = set(groups)
+        kept = {g: ids for g, ids in all_groups.items() if not wanted or g in wanted}
+        ids = [i for group_ids in kept.values() for i in group_ids]
+        if not ids:
+            return
+        acls: set[str] = set()
+        try:
+            for record in self.store.get(ids[:200]):
+                acl = record.metadata.get("acl")
+                if isinstance(acl, list):
+                    acls.update(str(a) for a in acl)
+        except RagAppError:
+            log.warning("could not read the ACL of %s's previous chunks", source)
+        records = sorted(g.split("#", 1)[1] for g in kept if "#" in g)
+        which = f" (records {', '.join(records[:10])}{' ...' if len(records) > 10 else ''})"
+        readers = f", readable by {', '.join(sorted(acls))}" if acls else ""
+        report.still_served.append(
+            Rejection(
+                source,
+                f"{len(ids)} chunk(s) of the previous version{which if records else ''} are "
+                f"still served{readers}; fix the input and ingest again, or remove them with "
+                f"`rag-app delete --source {source}`",
+            )
         )
 
     def _index_file(self, item: _Prepared, report: IngestReport) -> None:
+        # scoped_full: the old chunks of every group (file, or record of a JSONL file) that this
+        # run wrote are removed once its new chunks are in, also when other records were bad.
         try:
             result = index(
                 item.chunks,
                 self.state.record_manager,
                 self.vectorstore,
-                cleanup=None if item.partial else "scoped_full",
-                source_id_key=lambda _doc, key=item.file_key: key,  # type: ignore[misc]
+                cleanup="scoped_full",
+                source_id_key=item.group_of,
                 key_encoder="sha256",
                 batch_size=INDEX_BATCH,
             )
@@ -290,18 +350,35 @@ class Ingestor:
             log.exception("indexing %s failed", item.source)
             report.rejected.append(Rejection(item.source, f"{type(exc).__name__}: {exc}"))
             return
-        finally:
-            # Also after a failure: some batches may have been written before it.
-            self.state.bump_generation()
-        self.state.record_fields(item.kinds)
+        for tenant, kinds in item.kinds.items():
+            self.state.record_fields(kinds, tenant=tenant)
+        written = {item.group_of(doc) for doc in item.chunks}
+        leftover = [g for g in self.state.chunk_groups_of(item.file_key) if g not in written]
+        deleted = 0
         if item.partial:
+            # Groups this run did not write: records that were rejected now (or vanished in a
+            # line that no longer parses). Their old chunks stay, and the report says so.
+            if leftover:
+                self._report_still_served(item.file_key, item.source, report, leftover)
             self.state.forget_files([item.file_key])
         else:
+            # Records removed from the file (and a pre-per-record group) go with it.
+            deleted = self._delete_groups(item.file_key, leftover)
             self.state.mark_complete(item.file_key, item.source, item.fingerprint)
         report.files_indexed += 1
         report.chunks_added += int(result["num_added"]) + int(result["num_updated"])
         report.chunks_skipped += int(result["num_skipped"])
-        report.chunks_deleted += int(result["num_deleted"])
+        report.chunks_deleted += int(result["num_deleted"]) + deleted
+
+    def _delete_groups(self, file_key: str, groups: Sequence[str]) -> int:
+        if not groups:
+            return 0
+        by_group = self.state.chunk_groups_of(file_key)
+        ids = [i for g in groups for i in by_group.get(g, [])]
+        if ids:
+            self.store.delete(ids)
+            self.state.delete_chunk_records(ids)
+        return len(ids)
 
     def _remove_vanished(
         self, roots: Sequence[Path], seen_keys: set[str], report: IngestReport

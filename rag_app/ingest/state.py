@@ -4,11 +4,13 @@ timestamps) plus two small tables of our own:
 * ``rag_files``: file key -> fingerprint of (bytes, metadata inputs, chunking settings), set
   only once a file is completely indexed, so an unchanged file is skipped without reading its
   chunks and an interrupted one is finished by the next run;
-* ``rag_fields``: metadata field -> kind, for filter validation (unknown fields, wrong types);
-* ``rag_generation``: a change counter per store, bumped after every write or delete of chunks
-  (ingest, ``--cleanup full``, ``rag-app delete``). Derived indexes kept beside the store (the
-  BM25 index, `rag_app.retrieval.bm25`) remember the generation they were built at and rebuild
-  from the store's records when it moved on.
+* ``rag_tenant_fields``: (tenant, metadata field) -> kind, for filter validation (unknown
+  fields, wrong types). The catalog is kept per tenant so that one tenant's field names are
+  never listed to, or accepted from, another tenant's users (an existence oracle otherwise).
+  The older tenant-less ``rag_fields`` table is migrated from the store's records once;
+
+Whether derived indexes (BM25) are stale is *not* decided here: this database may be private
+to one host, so the store itself carries a change token (`VectorStorePort.change_token`).
 """
 
 from __future__ import annotations
@@ -20,14 +22,13 @@ from pathlib import Path
 from sqlalchemy import (
     Column,
     Float,
-    Integer,
     MetaData,
     String,
     Table,
     create_engine,
     delete,
     select,
-    update,
+    text,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -51,11 +52,13 @@ fields_table = Table(
     Column("name", String(128), primary_key=True),
     Column("kind", String(16), nullable=False),
 )
-generation_table = Table(
-    "rag_generation",
+tenant_fields_table = Table(
+    "rag_tenant_fields",
     _meta,
     Column("namespace", String(512), primary_key=True),
-    Column("generation", Integer, nullable=False),
+    Column("tenant", String(128), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("kind", String(16), nullable=False),
 )
 
 
@@ -152,78 +155,125 @@ class IngestState:
                 )
             )
 
+    def chunk_groups_of(self, file_key: str) -> dict[str, list[str]]:
+        """Record-manager groups of one file -> their chunk ids. A single-document file is one
+        group (its file key); a JSONL file has one group per record (``<file key>#<id>``)."""
+        prefix = file_key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "#%"
+        query = text(
+            "SELECT key, group_id FROM upsertion_record WHERE namespace = :ns AND "
+            "(group_id = :fk OR group_id LIKE :prefix ESCAPE '\\')"
+        )
+        groups: dict[str, list[str]] = {}
+        with self.engine.connect() as conn:
+            for key, group in conn.execute(
+                query, {"ns": self.namespace, "fk": file_key, "prefix": prefix}
+            ):
+                groups.setdefault(str(group), []).append(str(key))
+        return groups
+
     def chunk_ids_of(self, file_key: str) -> list[str]:
-        return list(self.record_manager.list_keys(group_ids=[file_key]))
+        """Every chunk id of one file (all of its groups)."""
+        return [key for keys in self.chunk_groups_of(file_key).values() for key in keys]
 
     def delete_chunk_records(self, ids: Sequence[str]) -> None:
         if ids:
             self.record_manager.delete_keys(list(ids))
 
-    # -- change counter -----------------------------------------------------------------
-    def generation(self) -> int:
-        """How many times chunks of this store were written or deleted (0: never)."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(generation_table.c.generation).where(
-                    generation_table.c.namespace == self.namespace
-                )
-            ).first()
-        return int(row[0]) if row else 0
-
-    def bump_generation(self) -> int:
-        """Record that the store's chunks changed (call after the change, also after a failed
-        or partial one). Returns the new generation."""
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                update(generation_table)
-                .where(generation_table.c.namespace == self.namespace)
-                .values(generation=generation_table.c.generation + 1)
-            ).rowcount
-            if not changed:
-                conn.execute(
-                    generation_table.insert().values(namespace=self.namespace, generation=1)
-                )
-            row = conn.execute(
-                select(generation_table.c.generation).where(
-                    generation_table.c.namespace == self.namespace
-                )
-            ).first()
-        return int(row[0]) if row else 0
-
     # -- fields -------------------------------------------------------------------------
-    def record_fields(self, kinds: Mapping[str, FieldKind]) -> None:
+    def record_fields(self, kinds: Mapping[str, FieldKind], *, tenant: str) -> None:
+        """Add `kinds` to `tenant`'s field catalog (a field seen with two kinds is widened:
+        int + float -> float, anything else -> str)."""
         if not kinds:
             return
-        existing = self.fields()
-        new = {k: v for k, v in kinds.items() if existing.get(k) != v}
-        if not new:
+        existing = self.fields(tenant)
+        updates: dict[str, FieldKind] = {}
+        for name, kind in kinds.items():
+            old = existing.get(name)
+            if old is None:
+                updates[name] = kind
+            elif old != kind:
+                merged = merge_kinds(old, kind)
+                if merged != old:
+                    updates[name] = merged
+        if not updates:
             return
+        table = tenant_fields_table
         with self.engine.begin() as conn:
-            for name, kind in new.items():
-                merged = kind
-                old = existing.get(name)
-                if old is not None and old != kind:
-                    # int and float mix into float; anything else becomes a string column.
-                    merged = "float" if {old, kind} <= {"int", "float"} else "str"
-                    if merged == old:
-                        continue
+            for name, kind in updates.items():
                 conn.execute(
-                    delete(fields_table).where(
-                        fields_table.c.namespace == self.namespace, fields_table.c.name == name
+                    delete(table).where(
+                        table.c.namespace == self.namespace,
+                        table.c.tenant == tenant,
+                        table.c.name == name,
                     )
                 )
                 conn.execute(
-                    fields_table.insert().values(namespace=self.namespace, name=name, kind=merged)
+                    table.insert().values(
+                        namespace=self.namespace, tenant=tenant, name=name, kind=kind
+                    )
                 )
 
-    def fields(self) -> dict[str, FieldKind]:
+    def fields(self, tenant: str | None = None) -> dict[str, FieldKind]:
+        """The field catalog of `tenant`; None: the union over every tenant (for operators,
+        e.g. `rag-app delete --filter`), kinds widened where tenants disagree."""
+        table = tenant_fields_table
+        query = select(table.c.name, table.c.kind).where(table.c.namespace == self.namespace)
+        if tenant is not None:
+            query = query.where(table.c.tenant == tenant)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(fields_table.c.name, fields_table.c.kind).where(
-                    fields_table.c.namespace == self.namespace
-                )
-            ).all()
-        return {name: kind for name, kind in rows}
+            rows = conn.execute(query).all()
+        out: dict[str, FieldKind] = {}
+        for name, kind in rows:
+            out[name] = kind if name not in out else merge_kinds(out[name], kind)
+        return out
+
+    def needs_field_migration(self) -> bool:
+        """True when only the old tenant-less catalog holds this store's fields."""
+        with self.engine.connect() as conn:
+            new = conn.execute(
+                select(tenant_fields_table.c.name)
+                .where(tenant_fields_table.c.namespace == self.namespace)
+                .limit(1)
+            ).first()
+            if new is not None:
+                return False
+            old = conn.execute(
+                select(fields_table.c.name)
+                .where(fields_table.c.namespace == self.namespace)
+                .limit(1)
+            ).first()
+        return old is not None
+
+    def rebuild_fields(self, metadatas: Iterable[Mapping[str, object]]) -> int:
+        """Rebuild the per-tenant catalog from stored records' metadata (the migration from
+        the tenant-less table). Returns the number of records read."""
+        from rag_app.ingest.metadata import field_kind
+
+        per_tenant: dict[str, dict[str, FieldKind]] = {}
+        n = 0
+        for meta in metadatas:
+            n += 1
+            tenant = meta.get("tenant")
+            if not isinstance(tenant, str):
+                continue
+            kinds = per_tenant.setdefault(tenant, {})
+            for key, value in meta.items():
+                if value is None:
+                    continue
+                kind = field_kind(value)
+                kinds[key] = kind if key not in kinds else merge_kinds(kinds[key], kind)
+        for tenant, kinds in per_tenant.items():
+            self.record_fields(kinds, tenant=tenant)
+        with self.engine.begin() as conn:
+            conn.execute(delete(fields_table).where(fields_table.c.namespace == self.namespace))
+        return n
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def merge_kinds(a: FieldKind, b: FieldKind) -> FieldKind:
+    """The kind of a field seen with kinds `a` and `b`."""
+    if a == b:
+        return a
+    return "float" if {a, b} <= {"int", "float"} else "str"

@@ -8,13 +8,18 @@ in hybrid fusion. It is *derived* from the store, never written to directly:
 * **Source of truth.** The index is built from the store's own records
   (`VectorStorePort.records(with_text=True)`), so it holds exactly the chunks, texts and
   metadata (tenant, acl, ...) the dense side holds; no second ingestion path can drift.
-* **Staying in step.** Every write or delete of chunks (ingest, replace, ``--cleanup full``,
-  ``rag-app delete``) bumps a change counter in the ingest state
-  (`IngestState.bump_generation`). The index remembers the (generation, chunk count) it was
-  built at; before each search it compares them with the current ones (one small SQL query and
-  one count) and rebuilds when either moved. The count also catches a crash between a write
-  and its bump. Rebuilding SciFact's 11k chunks takes a few seconds; unchanged stores never
-  rebuild.
+* **Staying in step.** Every write or delete through the store port replaces a change token
+  kept *in the store* (`VectorStorePort.change_token`; Chroma keeps it in the collection's
+  metadata), so every host that shares a store sees every other host's writes. The index
+  remembers the (token, chunk count) it was built at and compares them with the current ones
+  before a search (one small read and one count).
+* **Never trusted for access.** The index's copy of texts and metadata can be stale (another
+  host changed an ACL, a write has not been seen yet). `KeywordSearch` therefore confirms
+  every hit against the store's current record by id (`GuardedSearch.confirm_with_store`):
+  stale chunks are dropped, and the store's metadata decides access.
+* **Off the request path.** With ``background=True`` (``rag-app serve``) a stale index keeps
+  serving (re-checked) results while a new one is built on a worker thread; only a process
+  with no index at all builds one before its first search. One-shot commands build in line.
 * **Persistence.** The index lives under ``<data_dir>/bm25/<store key>/`` (bm25s' own arrays and
   JSON, no pickle, plus our ``chunks.jsonl``), published atomically via ``current.json``, so a
   new process loads it instead of rebuilding, and concurrent builders never see half an index.
@@ -46,9 +51,9 @@ from typing import Any
 import numpy as np
 
 from rag_app.errors import ConfigError
-from rag_app.retrieval.filters import FieldKind, Node, matches
+from rag_app.retrieval.filters import Node, matches, to_dict
 from rag_app.retrieval.permissions import Principal
-from rag_app.retrieval.search import GuardedSearch, SearchResult
+from rag_app.retrieval.search import GuardedSearch, KnownFields, SearchResult
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,7 @@ log = logging.getLogger(__name__)
 INDEX_FORMAT = 1
 TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern
 MASK_CACHE_SIZE = 64
+MAX_FETCH = 4000  # how deep a search looks when confirmed hits were dropped
 
 
 class Analyzer:
@@ -119,7 +125,7 @@ def index_text(
 
 @dataclass(frozen=True)
 class _Built:
-    key: tuple[int, int]  # (generation, chunk count) of the store when built
+    key: tuple[str, int]  # (change token, chunk count) of the store when built
     ids: list[str]
     texts: list[str]
     metadatas: list[dict[str, Any]]
@@ -133,8 +139,9 @@ class KeywordIndex:
         self,
         store: VectorStorePort,
         *,
-        generation: Callable[[], int],
+        generation: Callable[[], object],
         directory: Path | None = None,
+        background: bool = False,
         analyzer: Analyzer | None = None,
         k1: float = 0.9,
         b: float = 0.4,
@@ -143,7 +150,8 @@ class KeywordIndex:
         title_weight: int = 2,
     ) -> None:
         self.store = store
-        self._generation = generation
+        self._generation = generation  # the store's change token (any value; compared as str)
+        self.background = background
         self.directory = Path(directory) if directory is not None else None
         self.analyzer = analyzer or Analyzer()
         self.k1 = k1
@@ -153,7 +161,9 @@ class KeywordIndex:
         self.title_weight = title_weight
         self._built: _Built | None = None
         self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards _built and the mask cache (held briefly)
+        self._build_lock = threading.Lock()  # one build at a time (held while building)
+        self._worker: threading.Thread | None = None
         self.rebuilds = 0  # builds from the store in this process (for tests and stats)
         self.loads = 0  # loads from disk in this process
 
@@ -174,13 +184,16 @@ class KeywordIndex:
         return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- freshness ------------------------------------------------------------------------------
-    def current_key(self) -> tuple[int, int]:
-        return (int(self._generation()), int(self.store.count()))
+    def current_key(self) -> tuple[str, int]:
+        return (str(self._generation()), int(self.store.count()))
 
     def ensure_fresh(self) -> _Built:
-        """The index for the store as it is now: in memory, from disk, or rebuilt."""
+        """The index for the store as it is now: in memory, from disk, or rebuilt (in line)."""
         key = self.current_key()
-        with self._lock:
+        built = self._built
+        if built is not None and built.key == key:
+            return built
+        with self._build_lock:
             built = self._built
             if built is not None and built.key == key:
                 return built
@@ -195,9 +208,54 @@ class KeywordIndex:
             self._save(fresh)
             return fresh
 
+    def current(self) -> _Built:
+        """The index to search now. In background mode a stale index keeps serving while a
+        fresh one is built on a worker thread (hits are confirmed against the store either
+        way); otherwise, and when there is no index at all, this is `ensure_fresh`."""
+        if not self.background:
+            return self.ensure_fresh()
+        key = self.current_key()
+        built = self._built
+        if built is not None and built.key == key:
+            return built
+        if built is None:
+            loaded = self._load(None)  # whatever was persisted, even if stale
+            if loaded is None:
+                return self.ensure_fresh()
+            self._install(loaded)
+            self.loads += 1
+            built = loaded
+            if built.key == key:
+                return built
+        self.refresh_in_background()
+        return built
+
+    def refresh_in_background(self) -> None:
+        """Start a rebuild on a worker thread unless one is running (e.g. after an upload)."""
+        with self._lock:
+            if self._worker is not None and self._worker.is_alive():
+                return
+            self._worker = threading.Thread(
+                target=self._refresh_worker, name="bm25-refresh", daemon=True
+            )
+            self._worker.start()
+
+    def _refresh_worker(self) -> None:
+        try:
+            self.ensure_fresh()
+        except Exception:
+            log.exception("background BM25 rebuild failed; the previous index keeps serving")
+
+    def wait_for_refresh(self, timeout: float | None = None) -> None:
+        """Wait for a background rebuild to finish (tests, shutdown)."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout)
+
     def _install(self, built: _Built) -> None:
-        self._built = built
-        self._masks.clear()
+        with self._lock:
+            self._built = built
+            self._masks.clear()
 
     def refresh(self) -> None:
         """Bring the index up to date now (e.g. right after an ingest)."""
@@ -208,7 +266,7 @@ class KeywordIndex:
         return len(self.ensure_fresh().ids)
 
     # -- build ----------------------------------------------------------------------------------
-    def _build(self, key: tuple[int, int]) -> _Built:
+    def _build(self, key: tuple[str, int]) -> _Built:
         ids: list[str] = []
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
@@ -242,7 +300,8 @@ class KeywordIndex:
             return None
         return self.directory
 
-    def _load(self, key: tuple[int, int]) -> _Built | None:
+    def _load(self, key: tuple[str, int] | None) -> _Built | None:
+        """The persisted index if it was built at `key` (None: at any key)."""
         root = self._root()
         if root is None:
             return None
@@ -250,11 +309,13 @@ class KeywordIndex:
             current = json.loads((root / "current.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        if (
-            not isinstance(current, dict)
-            or current.get("config") != self._config_hash()
-            or tuple(current.get("key") or ()) != key
-        ):
+        if not isinstance(current, dict) or current.get("config") != self._config_hash():
+            return None
+        stored = current.get("key")
+        if not isinstance(stored, list) or len(stored) != 2:
+            return None
+        stored_key = (str(stored[0]), int(stored[1]))
+        if key is not None and stored_key != key:
             return None
         folder = root / str(current.get("dir", ""))
         try:
@@ -277,7 +338,7 @@ class KeywordIndex:
         except Exception as exc:
             log.warning("BM25 index in %s is unreadable (%s); rebuilding", folder, exc)
             return None
-        return _Built(key=key, ids=ids, texts=texts, metadatas=metadatas, model=model)
+        return _Built(key=stored_key, ids=ids, texts=texts, metadatas=metadatas, model=model)
 
     def _save(self, built: _Built) -> None:
         root = self._root()
@@ -329,7 +390,7 @@ class KeywordIndex:
         no unfiltered keyword search."""
         if where is None:
             raise ValueError("KeywordIndex.search needs the effective (access) filter")
-        built = self.ensure_fresh()
+        built = self.current()
         if built.model is None:
             return []
         token_ids = built.model.get_tokens_ids(self.analyzer(query))
@@ -363,7 +424,8 @@ class KeywordIndex:
 
 class KeywordSearch(GuardedSearch):
     """BM25 retrieval as a principal: access filter AND caller filter applied as a pre-filter
-    inside the index, then the same per-hit re-check as dense search."""
+    inside the index, then every hit confirmed against the store's current record (the
+    index's own copy of the metadata never decides access)."""
 
     name = "bm25"
 
@@ -371,7 +433,7 @@ class KeywordSearch(GuardedSearch):
         self,
         index: KeywordIndex,
         *,
-        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        known_fields: KnownFields | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
@@ -381,7 +443,21 @@ class KeywordSearch(GuardedSearch):
     def _search(
         self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
     ) -> SearchResult:
-        return self._result(principal, self.index.search(query, k, where), where)
+        fetch = k
+        while True:
+            hits = self.index.search(query, fetch, where)
+            allowed, dropped, stale = self.confirm_with_store(principal, self.index.store, hits, k)
+            # Hits dropped as stale or denied: look further down the ranking so k stays full.
+            if len(allowed) >= k or len(hits) < fetch or fetch >= MAX_FETCH:
+                break
+            fetch = min(fetch * 2 + k, MAX_FETCH)
+        return SearchResult(
+            hits=allowed,
+            effective_filter=to_dict(where),
+            dropped=dropped,
+            stale=stale,
+            retriever=self.name,
+        )
 
 
 def index_directory(data_dir: Path, store_location: str) -> Path:

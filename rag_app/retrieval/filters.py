@@ -42,6 +42,7 @@ RANGE_OPS: frozenset[str] = frozenset({"$gt", "$gte", "$lt", "$lte"})
 FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 MAX_DEPTH = 8
 MAX_NODES = 512
+MAX_JSON_CHARS = 65_536  # far above any real filter; bounds parsing work on hostile input
 
 
 @dataclass(frozen=True)
@@ -127,11 +128,21 @@ class FilterParser:
             text = raw.strip()
             if not text:
                 return None
+            if len(text) > MAX_JSON_CHARS:
+                raise FilterError(
+                    f"filter is too long ({len(text)} characters, at most {MAX_JSON_CHARS})"
+                )
             try:
                 raw = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise FilterError(
                     f"filter is not valid JSON: {exc.msg} at column {exc.colno}"
+                ) from None
+            except RecursionError:
+                # json.loads recurses once per nesting level: a deeply nested document never
+                # reaches the depth check below.
+                raise FilterError(
+                    f"filter is nested too deeply (at most {MAX_DEPTH} levels)"
                 ) from None
         if not isinstance(raw, Mapping):
             raise FilterError(

@@ -24,13 +24,13 @@ fused ranking is the same whether a caller asks for 5 chunks or 100.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from rag_app.errors import ConfigError
-from rag_app.retrieval.filters import FieldKind, Node, to_dict
+from rag_app.retrieval.filters import Node, to_dict
 from rag_app.retrieval.permissions import Principal
-from rag_app.retrieval.search import GuardedSearch, Searcher, SearchResult
+from rag_app.retrieval.search import GuardedSearch, KnownFields, Searcher, SearchResult
 from rag_app.stores.base import StoreHit
 
 FusionMethod = Literal["rrf", "weighted"]
@@ -132,7 +132,7 @@ class HybridSearch(GuardedSearch):
         rrf_k: int = 60,
         candidates: int = 100,
         level: FusionLevel = "document",
-        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        known_fields: KnownFields | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
@@ -178,6 +178,7 @@ class HybridSearch(GuardedSearch):
             hits=allowed,
             effective_filter=to_dict(where),
             dropped=dense.dropped + sparse.dropped + dropped,
+            stale=dense.stale + sparse.stale,
             retriever=self.name,
             details={hit.id: details[hit.id] for hit in allowed},
         )

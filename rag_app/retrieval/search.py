@@ -9,6 +9,16 @@ are the caller's to fix, and they can never widen access.
 `Searcher` is the one entry point every reader uses (CLI, evaluation, chat chain): dense
 `SecureSearch` here, `KeywordSearch` (BM25, `rag_app.retrieval.bm25`) and `HybridSearch`
 (`rag_app.retrieval.hybrid`) implement it with the same guard (`GuardedSearch`).
+
+The re-check judges a hit by the *store's current record*. Dense hits are that record (the
+store just answered the query). Hits from a derived copy (the BM25 index keeps its own copy
+of every chunk) are confirmed with one get-by-id round trip (`confirm_with_store`): a chunk
+the store no longer holds is dropped as stale, and text and metadata are replaced by the
+store's, so a copy built before an ACL change or a delete (on this host or another one that
+shares the store) can never decide access.
+
+The caller's filter is validated against the field catalog of the principal's own tenant:
+another tenant's field names are neither listed in errors nor accepted.
 """
 
 from __future__ import annotations
@@ -22,12 +32,14 @@ from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import FilterError
 from rag_app.retrieval.filters import FieldKind, Node, parse_filter, to_dict
 from rag_app.retrieval.permissions import Principal, can_read, effective_filter
-from rag_app.stores.base import StoreHit, VectorStorePort
+from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("rag_app.audit")
 
 FilterInput = Mapping[str, Any] | str | Node | None
+# tenant -> that tenant's field catalog (name -> kind)
+KnownFields = Callable[[str], Mapping[str, FieldKind]]
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class SearchResult:
     hits: list[StoreHit]
     effective_filter: dict[str, Any]
     dropped: int = 0  # hits removed by the per-hit re-check (should always be 0)
+    stale: int = 0  # hits of a derived index that the store no longer holds (dropped too)
     denied: bool = False  # the access filter could not be built: nothing was searched
     retriever: str = "dense"  # dense | bm25 | hybrid
     # Per-hit details of hybrid retrieval (chunk id -> {"dense": score, "bm25": score, ...}).
@@ -72,39 +85,44 @@ class GuardedSearch:
     def __init__(
         self,
         *,
-        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        known_fields: KnownFields | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
         self._known_fields = known_fields
         self.date_fields = date_fields
         self.default_k = default_k
-        self._fields_cache: dict[str, FieldKind] | None = None
+        self._fields_cache: dict[str, dict[str, FieldKind]] = {}
 
-    def _fields(self, refresh: bool = False) -> Mapping[str, FieldKind] | None:
+    def _fields(self, tenant: str, refresh: bool = False) -> Mapping[str, FieldKind] | None:
         if self._known_fields is None:
             return None
-        if refresh or self._fields_cache is None:
-            self._fields_cache = dict(self._known_fields())
-        return self._fields_cache or None
+        if refresh or tenant not in self._fields_cache:
+            self._fields_cache[tenant] = dict(self._known_fields(tenant))
+        # An empty catalog still validates: no field is known to this tenant yet.
+        return self._fields_cache[tenant]
 
-    def parse_caller_filter(self, raw: FilterInput) -> Node | None:
-        """Validate a caller's filter (raises `FilterError` naming the problem)."""
+    def parse_caller_filter(self, raw: FilterInput, principal: Principal) -> Node | None:
+        """Validate a caller's filter against the field catalog of the principal's tenant
+        (raises `FilterError` naming the problem)."""
         if raw is not None and not isinstance(raw, Mapping | str):
             return raw
         if not raw:
             return None
+        tenant = principal.tenant if isinstance(principal, Principal) else ""
         try:
-            return parse_filter(raw, known_fields=self._fields(), date_fields=self.date_fields)
+            return parse_filter(
+                raw, known_fields=self._fields(tenant), date_fields=self.date_fields
+            )
         except FilterError:
             # The field catalog may have grown since it was cached (another process ingested).
             return parse_filter(
-                raw, known_fields=self._fields(refresh=True), date_fields=self.date_fields
+                raw, known_fields=self._fields(tenant, refresh=True), date_fields=self.date_fields
             )
 
     def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
         """The filter a query would run with (for display). Raises on a bad caller filter."""
-        return to_dict(effective_filter(principal, self.parse_caller_filter(raw)))
+        return to_dict(effective_filter(principal, self.parse_caller_filter(raw, principal)))
 
     def _check_k(self, k: int | None) -> int:
         k = self.default_k if k is None else k
@@ -131,7 +149,7 @@ class GuardedSearch:
     ) -> tuple[int, Node, Node | None] | None:
         """The prologue of every search: (k, access AND caller filter, parsed caller filter),
         or None when the access filter cannot be built (the caller returns `_denied()`)."""
-        caller = self.parse_caller_filter(filter)
+        caller = self.parse_caller_filter(filter, principal)
         checked_k = self._check_k(k)
         where = self._access(principal, caller)
         if where is None:
@@ -187,6 +205,42 @@ class GuardedSearch:
                 )
         return allowed, dropped
 
+    @classmethod
+    def confirm_with_store(
+        cls,
+        principal: Principal,
+        store: VectorStorePort,
+        ranked: Sequence[StoreHit],
+        k: int,
+    ) -> tuple[list[StoreHit], int, int]:
+        """Re-check hits of a derived index against the store's current records, in rank
+        order, until `k` are allowed: (allowed hits carrying the store's text and metadata,
+        dropped for access, stale). Usually one round trip of `k` ids; more only when hits
+        were dropped. A store error propagates: unconfirmed hits are never returned."""
+        allowed: list[StoreHit] = []
+        dropped = stale = 0
+        pos = 0
+        while len(allowed) < k and pos < len(ranked):
+            window = ranked[pos : pos + max(k - len(allowed), 1)]
+            pos += len(window)
+            current: dict[str, StoreRecord] = {r.id: r for r in store.get([h.id for h in window])}
+            fresh: list[StoreHit] = []
+            for hit in window:
+                record = current.get(hit.id)
+                if record is None:
+                    stale += 1
+                    log.info("index hit %s is no longer in the store; dropped", hit.id)
+                    continue
+                fresh.append(
+                    StoreHit(
+                        id=hit.id, text=record.text or "", metadata=record.metadata, score=hit.score
+                    )
+                )
+            ok, denied = cls.recheck(principal, fresh)
+            allowed.extend(ok)
+            dropped += denied
+        return allowed[:k], dropped, stale
+
 
 class SecureSearch(GuardedSearch):
     """Dense retrieval: the access filter runs inside the vector store's query."""
@@ -198,7 +252,7 @@ class SecureSearch(GuardedSearch):
         store: VectorStorePort,
         embeddings: EmbeddingModel,
         *,
-        known_fields: Callable[[], Mapping[str, FieldKind]] | None = None,
+        known_fields: KnownFields | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:

@@ -67,6 +67,16 @@ class VectorStorePort(Protocol):
         the store's search so that k is never starved)."""
         ...
 
+    def get(self, ids: Sequence[str]) -> list[StoreRecord]:
+        """The current records (with text) of those `ids` that exist, in one round trip.
+        Used to re-check hits of derived indexes against the store's current metadata."""
+        ...
+
+    def change_token(self) -> str:
+        """An opaque token that changes whenever any writer changes the store (seen by every
+        host that shares it); derived indexes compare it to decide whether they are stale."""
+        ...
+
     def records(
         self, where: Node | None = None, *, with_text: bool = False
     ) -> Iterator[StoreRecord]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
 log = logging.getLogger(__name__)
 
 _PAGE = 1000
+# Collection metadata key holding a random token that every write through this adapter
+# replaces: derived copies (the BM25 index) compare it to decide whether they are stale. It
+# lives in the store, so every host sharing a Chroma server sees every other host's writes.
+CHANGE_TOKEN_KEY = "rag_change_token"  # noqa: S105 - a metadata key, not a secret
 
 
 def translate(node: Node) -> dict[str, Any]:
@@ -144,7 +149,10 @@ class ChromaStore:
                     metadatas=[m or None for m in batch_meta],  # type: ignore[misc]
                 )
             except Exception as exc:
+                self._touch_after_failure()
                 raise StoreError(f"Chroma rejected the write: {exc}") from exc
+        if ids:
+            self._touch()
 
     def _clear_dropped_keys(self, ids: list[str], metadatas: list[Metadata]) -> None:
         """Chroma's upsert merges metadata into an existing record; the port promises
@@ -158,10 +166,23 @@ class ChromaStore:
                 meta[key] = None
 
     def delete(self, ids: Sequence[str]) -> None:
-        for start in range(0, len(ids), self._max_batch):
-            batch = list(ids[start : start + self._max_batch])
-            if batch:
-                self._collection.delete(ids=batch)
+        try:
+            for start in range(0, len(ids), self._max_batch):
+                batch = list(ids[start : start + self._max_batch])
+                if batch:
+                    self._collection.delete(ids=batch)
+        except Exception as exc:
+            self._touch_after_failure()
+            raise StoreError(f"Chroma delete failed: {exc}") from exc
+        if ids:
+            self._touch()
+
+    def _touch_after_failure(self) -> None:
+        # Earlier batches of a failed call may have been written.
+        try:
+            self._touch()
+        except StoreError:
+            log.warning("could not record a partial change of %s", self._info.collection)
 
     def query(self, vector: Sequence[float], k: int, where: Node | None) -> list[StoreHit]:
         kwargs: dict[str, Any] = {
@@ -213,3 +234,40 @@ class ChromaStore:
     def close(self) -> None:
         # PersistentClient keeps no sockets; dropping references is enough.
         self._collection = None  # type: ignore[assignment]
+
+    def get(self, ids: Sequence[str]) -> list[StoreRecord]:
+        """The current records (text and metadata) of `ids` that still exist, in one call."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return []
+        try:
+            res = self._collection.get(ids=wanted, include=["metadatas", "documents"])
+        except Exception as exc:
+            raise StoreError(f"Chroma get by id failed: {exc}") from exc
+        got_ids = res["ids"]
+        metas = res.get("metadatas") or [{}] * len(got_ids)
+        docs = res.get("documents") or [""] * len(got_ids)
+        return [
+            StoreRecord(id=i, metadata=dict(m or {}), text=d or "")
+            for i, m, d in zip(got_ids, metas, docs, strict=True)
+        ]
+
+    def change_token(self) -> str:
+        """A token that changes whenever any writer (any host) changed this collection."""
+        try:
+            fresh = self._client.get_collection(self._info.collection, embedding_function=None)
+        except Exception as exc:
+            raise StoreError(f"cannot read Chroma collection metadata: {exc}") from exc
+        return str((fresh.metadata or {}).get(CHANGE_TOKEN_KEY, ""))
+
+    def _touch(self) -> None:
+        """Record that the collection changed (after every write or delete)."""
+        try:
+            fresh = self._client.get_collection(self._info.collection, embedding_function=None)
+            meta = {k: v for k, v in (fresh.metadata or {}).items() if not k.startswith("hnsw:")}
+            meta[CHANGE_TOKEN_KEY] = uuid.uuid4().hex
+            self._collection.modify(metadata=meta)
+        except Exception as exc:
+            raise StoreError(
+                f"Chroma wrote the records but could not record the change: {exc}"
+            ) from exc

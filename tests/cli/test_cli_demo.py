@@ -192,3 +192,26 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
 
     assert demo_only(after) == demo_only(full)
     assert after["chunks"] == sum(r["chunks"] for r in demo_only(full)) >= partial
+
+
+def test_delete_shows_what_it_removes_and_asks_first(env):
+    stats = json.loads(run(["stats", "--json"], env).stdout)
+    victim = next(r for r in stats["per_source"] if r["source"].endswith("warranty.md"))
+    proc = subprocess.run(
+        [*RAG, "delete", "--source", victim["source"]],
+        cwd=ROOT,
+        env=env,
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode != 0
+    assert f"this will delete {victim['chunks']} chunks of 1 document(s)" in proc.stdout
+    assert victim["source"] in proc.stdout
+    assert json.loads(run(["stats", "--json"], env).stdout)["chunks"] == stats["chunks"]
+    # a filter the store would evaluate wrongly (Chroma truncates 2021.5 on an int field) is
+    # refused before anything is counted or deleted
+    bad = run(["delete", "--filter", '{"chunk_index": {"$gte": 0.5}}', "--yes"], env, check=False)
+    assert bad.returncode == 2 and "holds integers" in bad.stderr
+    assert json.loads(run(["stats", "--json"], env).stdout)["chunks"] == stats["chunks"]

@@ -342,6 +342,39 @@ class StoreConformance:
         store.delete(["b", "c"])
         assert store.count() == 0
 
+    def test_get_returns_the_current_records_of_existing_ids(
+        self, store_factory: StoreFactory
+    ) -> None:
+        store = store_factory(4)
+        store.upsert(["a", "b"], ["ta", "tb"], [[1, 0, 0, 0]] * 2, [{"v": 1}, {"v": 2}])
+        store.upsert(["a"], ["ta2"], [[1, 0, 0, 0]], [{"v": 3}])
+        got = {r.id: (r.text, r.metadata) for r in store.get(["a", "b", "gone", "a"])}
+        assert got == {"a": ("ta2", {"v": 3}), "b": ("tb", {"v": 2})}
+        store.delete(["b"])
+        assert [r.id for r in store.get(["b"])] == []
+        assert store.get([]) == []
+
+    def test_every_write_changes_the_token_seen_by_another_client(
+        self, store_factory: StoreFactory, reopen_store: ReopenStore
+    ) -> None:
+        store = store_factory(4)
+        other = reopen_store(store)  # another process / host on the same collection
+        seen = {store.change_token()}
+        store.upsert(["a"], ["t"], [[1, 0, 0, 0]], [{"v": 1}])
+        assert other.change_token() not in seen
+        seen.add(other.change_token())
+        assert store.change_token() == other.change_token()
+        store.upsert(["a"], ["t"], [[1, 0, 0, 0]], [{"v": 2}])  # same id, new metadata
+        assert other.change_token() not in seen
+        seen.add(other.change_token())
+        store.delete(["a"])
+        assert other.change_token() not in seen
+        seen.add(other.change_token())
+        token = other.change_token()
+        assert other.count() == 0 and other.change_token() == token  # reads change nothing
+        store.delete([])  # nothing deleted: no change
+        assert other.change_token() == token
+
     def test_records_iterates_every_record_across_pages(self, store_factory: StoreFactory) -> None:
         store = store_factory(4)
         n = 1200  # more than one page of Chroma's adapter (1000)

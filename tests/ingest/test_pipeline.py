@@ -212,3 +212,157 @@ def test_field_catalog_feeds_filter_validation(tmp_path, corpus):
     fields = app.state.fields()
     assert fields["created_at"] == "int" and fields["acl"] == "list"
     assert fields["title"] == "str"
+
+
+# -- issue 8: partial ingests never keep a record's superseded, wider chunks ----------------------
+def jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+
+
+def test_a_bad_record_does_not_keep_the_old_chunks_of_a_good_one(tmp_path):
+    from rag_app.retrieval.permissions import Principal
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    rows = [
+        {
+            "_id": "r1",
+            "title": "Pay",
+            "text": "salary band secret",
+            "tenant": "t",
+            "acl": ["public"],
+        },
+        {"_id": "r2", "title": "Two", "text": "second record", "tenant": "t", "acl": ["public"]},
+    ]
+    for row in rows:
+        row["acl"] = ["public"]
+    jsonl(corpus / "docs.jsonl", rows)
+    app = make_app(tmp_path)
+    assert app.ingestor.ingest([corpus]).ok
+    henry = Principal("t", "henry", frozenset({"staff"}))
+    assert app.search.search(henry, "salary band", k=5).hits
+
+    # r1 narrows to group:hr while r2 loses its text (rejected)
+    rows[0]["acl"] = ["group:hr"]
+    rows[1]["text"] = ""
+    jsonl(corpus / "docs.jsonl", rows)
+    report = app.ingestor.ingest([corpus])
+    assert [r.location.rsplit(":", 1)[-1] for r in report.rejected] == ["2"]
+    by_record: dict[str, list[list[str]]] = {}
+    for rec in app.store.records():
+        by_record.setdefault(rec.metadata["doc_id"], []).append(rec.metadata["acl"])
+    assert by_record["r1"] == [["group:hr"]]  # the old public r1 chunk is gone
+    assert by_record["r2"] == [["public"]]  # r2 keeps its previous version...
+    (kept,) = report.still_served  # ...and the report says so
+    assert "r2" in kept.reason and "public" in kept.reason and "still served" in kept.reason
+    for retriever in ("dense", "bm25", "hybrid"):
+        hits = app.searcher(retriever).search(henry, "salary band secret", k=10).hits
+        assert all(h.metadata["doc_id"] != "r1" for h in hits), retriever
+
+    # fixed input: r2 is replaced, nothing is reported any more
+    rows[1]["text"] = "second record again"
+    jsonl(corpus / "docs.jsonl", rows)
+    report = app.ingestor.ingest([corpus])
+    assert report.ok and report.still_served == []
+    # a record removed from the file goes with a complete ingest
+    jsonl(corpus / "docs.jsonl", rows[:1])
+    assert app.ingestor.ingest([corpus]).ok
+    assert {rec.metadata["doc_id"] for rec in app.store.records()} == {"r1"}
+
+
+def test_invalid_front_matter_reports_the_previous_version_still_served(tmp_path, corpus):
+    app = make_app(tmp_path)
+    app.ingestor.ingest([corpus])
+    (corpus / "b.md").write_text("---\ntitle: [broken\n---\nbody")
+    report = app.ingestor.ingest([corpus])
+    (kept,) = report.still_served
+    assert kept.location.endswith("b.md")
+    assert "still served" in kept.reason and "group:hr" in kept.reason
+    assert "rag-app delete --source" in kept.reason
+
+
+# -- issue 8: display paths, reserved derived keys, per-tenant field catalog -----------------------
+def test_sources_outside_the_working_directory_are_relative_to_the_ingest_root(
+    tmp_path, corpus, monkeypatch
+):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    app = make_app(tmp_path)
+    assert app.ingestor.ingest([corpus]).ok
+    sources = {rec.metadata["source"] for rec in app.store.records()}
+    assert sources == {"corpus/a.md", "corpus/b.md", "corpus/sub/c.txt"}
+    assert not any(str(tmp_path) in s for s in sources)
+
+
+@pytest.mark.parametrize("key", ["acl_iso", "tenant_iso", "category_iso", "created_at_iso"])
+def test_derived_iso_keys_are_reserved(tmp_path, key):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "x.md").write_text(doc("X", "text", created_at="2024-01-01", **{key: "lie"}))
+    app = make_app(tmp_path)
+    report = app.ingestor.ingest([corpus])
+    assert len(report.rejected) == 1 and f"{key!r} is reserved" in report.rejected[0].reason
+    assert app.store.count() == 0
+
+
+def test_field_catalog_is_per_tenant(tmp_path, corpus):
+    from rag_app.errors import FilterError
+    from rag_app.retrieval.permissions import Principal
+
+    (corpus / "d.md").write_text(doc("D", "delta", tenant="globex", globex_only="x"))
+    app = make_app(tmp_path)
+    assert app.ingestor.ingest([corpus]).ok
+    assert "globex_only" in app.state.fields("globex")
+    assert "globex_only" not in app.state.fields("acme")
+    assert "created_at" not in app.state.fields("globex")
+    acme = Principal("acme", "ann", frozenset())
+    with pytest.raises(FilterError) as err:
+        app.search.search(acme, "delta", filter={"nope": "x"})
+    assert "globex_only" not in str(err.value) and "created_at" in str(err.value)
+    with pytest.raises(FilterError, match="unknown field 'globex_only'"):
+        app.search.search(acme, "delta", filter={"globex_only": "x"})
+    globex = Principal("globex", "gus", frozenset())
+    assert app.search.search(globex, "delta", filter={"globex_only": "x"}).hits
+
+
+def test_an_old_tenantless_catalog_is_migrated_from_the_store(tmp_path, corpus):
+    from sqlalchemy import delete
+
+    from rag_app.ingest.state import fields_table, tenant_fields_table
+
+    app = make_app(tmp_path)
+    app.ingestor.ingest([corpus])
+    with app.state.engine.begin() as conn:  # what a database of the previous version holds
+        conn.execute(delete(tenant_fields_table))
+        conn.execute(
+            fields_table.insert().values(namespace=app.state.namespace, name="acl", kind="list")
+        )
+    fresh = make_app(tmp_path)
+    assert fresh.state.fields("globex")["title"] == "str"
+    assert "created_at" in fresh.state.fields("acme") and "created_at" not in fresh.state.fields(
+        "globex"
+    )
+    assert not fresh.state.needs_field_migration()
+
+
+# -- issue 8: deletes are validated like queries ----------------------------------------------
+def test_delete_filters_are_validated_against_the_catalog(tmp_path):
+    from rag_app.errors import FilterError
+
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for year in (2020, 2021, 2022):
+        (corpus / f"y{year}.md").write_text(doc(f"Y{year}", f"year {year}", year=year))
+    app = make_app(tmp_path)
+    assert app.ingestor.ingest([corpus]).ok
+    before = app.store.count()
+    with pytest.raises(FilterError, match="holds integers"):
+        app.delete(filter='{"year": {"$gte": 2021.5}}')
+    with pytest.raises(FilterError, match="unknown field 'yaer'"):
+        app.delete(filter='{"yaer": 2021}')
+    assert app.store.count() == before  # nothing lost
+    plan = app.plan_delete(filter='{"year": {"$gte": 2022}}')
+    assert list(plan.per_source) == [s for s in plan.per_source if s.endswith("y2022.md")]
+    assert app.delete(plan=plan) == len(plan.ids) > 0
+    assert app.store.count() == before - len(plan.ids)

@@ -189,8 +189,8 @@ def corpus(tmp_path: Path) -> Path:
 def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: Path) -> None:
     app = make_app(tmp_path)
     assert app.ingestor.ingest([corpus]).ok
-    g0 = app.state.generation()
-    assert g0 >= 1
+    g0 = app.store.change_token()
+    assert g0
     assert bm25_sources(app, "apples") == ["a.md"]
     assert bm25_sources(app, "bananas") == ["b.md"]  # secret.md is hr-only
     hr = Principal("acme", "ann", frozenset({"hr"}))
@@ -200,14 +200,14 @@ def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: 
     # unchanged re-ingest: no write, no bump, no rebuild
     rebuilds = app.keyword_index.rebuilds
     assert make_app(tmp_path).ingestor.ingest([corpus]).files_unchanged == 3
-    assert app.state.generation() == g0
+    assert app.store.change_token() == g0
     bm25_sources(app, "apples")
     assert app.keyword_index.rebuilds == rebuilds
 
     # replace: the old words are gone, the new ones found (another App: another process)
     (corpus / "a.md").write_text(doc("Alpha handbook", "alpha cherries orchard " * 5))
     assert make_app(tmp_path).ingestor.ingest([corpus]).files_indexed == 1
-    assert app.state.generation() > g0
+    assert app.store.change_token() != g0
     assert bm25_sources(app, "apples") == []
     assert bm25_sources(app, "cherries") == ["a.md"]
 
@@ -231,14 +231,70 @@ def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: 
     assert (fresh.keyword_index.rebuilds, fresh.keyword_index.loads) == (0, 1)
 
 
-def test_generation_is_bumped_even_when_indexing_fails(tmp_path: Path, corpus: Path) -> None:
-    from tests.fakes import ExplodingEmbeddings
+def reader_app(writer: App, tmp_path: Path, **settings: Any) -> App:
+    """Another host on the same store, with its own state database (and BM25 folder)."""
+    s = writer.settings.model_copy(
+        update={"state_db_url": f"sqlite:///{tmp_path / 'reader-state.db'}", **settings}
+    )
+    reader = App(s, embeddings=HashEmbeddings(32))
+    reader.__dict__["store"] = writer.store  # the same collection, like a shared server
+    return reader
 
+
+@pytest.mark.parametrize("mode", ["inline", "background"])
+def test_an_acl_change_by_another_host_is_never_served_from_the_index(
+    tmp_path: Path, corpus: Path, mode: str
+) -> None:
+    hr = Principal("acme", "ann", frozenset({"hr"}))
+    writer = make_app(tmp_path)
+    assert writer.ingestor.ingest([corpus]).ok
+    reader = reader_app(writer, tmp_path, bm25_refresh=mode)
+    assert bm25_sources(reader, "vault", hr) == ["secret.md"]
+    built = reader.keyword_index.rebuilds + reader.keyword_index.loads
+
+    # The writer narrows secret.md from group:hr to user:bob (same chunk count).
+    (corpus / "secret.md").write_text(doc("Gamma", "gamma bananas vault " * 5, acl="[user:bob]"))
+    assert writer.ingestor.ingest([corpus]).files_indexed == 1
+    assert reader.state.fingerprints() == {}  # the reader's own state saw nothing
+
+    for retriever in ("bm25", "hybrid"):
+        hits = reader.searcher(retriever).search(hr, "gamma bananas vault", k=10).hits
+        assert "secret.md" not in {str(h.metadata["source"]).rsplit("/", 1)[-1] for h in hits}
+    bob = Principal("acme", "bob", frozenset())
+    reader.keyword_index.wait_for_refresh(30)
+    assert bm25_sources(reader, "vault", bob) == ["secret.md"]
+    assert reader.keyword_index.rebuilds + reader.keyword_index.loads > built
+
+
+def test_a_stale_index_is_confirmed_against_the_store(tmp_path: Path, corpus: Path) -> None:
+    """Even an index that cannot know about a change (its token did not move) returns the
+    store's current record, or nothing when the store no longer has the chunk."""
+    hr = Principal("acme", "ann", frozenset({"hr"}))
     app = make_app(tmp_path)
-    app.__dict__["embeddings"] = ExplodingEmbeddings(1, RuntimeError("boom"), dimension=32)
-    report = app.ingestor.ingest([corpus])
-    assert report.rejected
-    assert app.state.generation() >= 1
+    assert app.ingestor.ingest([corpus]).ok
+    frozen = KeywordIndex(app.store, generation=lambda: "frozen")
+    keyword = KeywordSearch(frozen)
+    assert [h.metadata["source"].rsplit("/", 1)[-1] for h in keyword.search(hr, "vault").hits] == [
+        "secret.md"
+    ]
+    frozen.ensure_fresh()
+    (corpus / "secret.md").write_text(doc("Gamma", "gamma bananas vault " * 5, acl="[user:bob]"))
+    assert app.ingestor.ingest([corpus]).files_indexed == 1
+    assert frozen.current_key()[1] == frozen.ensure_fresh().key[1]  # same count: not rebuilt
+    result = keyword.search(hr, "vault")
+    assert result.hits == [] and result.stale == 1
+    # a metadata change under the same id (written straight to the store) is judged by the
+    # store's record, not the index's copy
+    (rec,) = [r for r in app.store.records(with_text=True) if "b.md" in r.metadata["source"]]
+    app.store.upsert(
+        [rec.id],
+        [rec.text or ""],
+        [app.embeddings.embed_query(rec.text or "")],
+        [{**rec.metadata, "acl": ["user:bob"]}],
+    )
+    anon_hits = keyword.search(ANON, "bananas plantation").hits
+    assert rec.id not in {h.id for h in anon_hits}
+    assert keyword.search(ANON, "bananas plantation").dropped == 1
 
 
 def test_caller_filters_apply_to_bm25(tmp_path: Path, corpus: Path) -> None:

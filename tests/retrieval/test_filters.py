@@ -136,3 +136,18 @@ META = {"category": "hr", "year": 2024, "score": 0.5, "tags": ["a", "b"], "draft
 )
 def test_matches_reference_semantics(raw, expected):
     assert matches(parse_filter(raw), META) is expected
+
+
+def test_deeply_nested_json_is_a_named_error_not_a_recursion_error():
+    deep = '{"$and": [' * 50_000 + "{}" + "]}" * 50_000
+    with pytest.raises(FilterError, match=r"too long|nested too deeply"):
+        parse_filter(deep)
+    # short enough to pass the length bound, still too deep for json.loads
+    deep = "[" * 30_000 + "]" * 30_000
+    with pytest.raises(FilterError, match="nested too deeply"):
+        parse_filter(deep)
+    nested: dict = {"a": 1}
+    for _ in range(20):
+        nested = {"$and": [nested]}
+    with pytest.raises(FilterError, match="nested more than"):
+        parse_filter(nested)

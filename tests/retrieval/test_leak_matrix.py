@@ -338,7 +338,7 @@ def test_widening_filters_are_rejected_before_the_store_is_asked(
     search = SecureSearch(
         store,
         HashEmbeddings(dimension=4),
-        known_fields=(lambda: known_fields) if known_fields else None,  # type: ignore[arg-type, return-value]
+        known_fields=(lambda _tenant: known_fields) if known_fields else None,  # type: ignore[arg-type, return-value]
     )
     for who in (PEOPLE["ann@acme"], PEOPLE["anon@globex"]):
         with pytest.raises(FilterError):
@@ -389,6 +389,13 @@ class SpyStore:
     ) -> Iterator[StoreRecord]:
         self.calls.append(("records", where))
         return iter(())
+
+    def get(self, ids: Sequence[str]) -> list[StoreRecord]:
+        self.calls.append(("get", list(ids)))
+        return self.inner.get(ids) if self.inner else []
+
+    def change_token(self) -> str:
+        return self.inner.change_token() if self.inner else ""
 
     def count(self) -> int:
         return 0
@@ -579,9 +586,9 @@ def test_widening_filters_are_rejected_by_every_retriever(
     search: SecureSearch, kind: str, raw: Any
 ) -> None:
     spy_store = SpyStore(search.store)
-    dense = SecureSearch(spy_store, search.embeddings, known_fields=lambda: KNOWN_FIELDS)  # type: ignore[arg-type, return-value]
+    dense = SecureSearch(spy_store, search.embeddings, known_fields=lambda _tenant: KNOWN_FIELDS)  # type: ignore[arg-type, return-value]
     index = SpyIndex(spy_store)
-    keyword = KeywordSearch(index, known_fields=lambda: KNOWN_FIELDS)  # type: ignore[arg-type, return-value]
+    keyword = KeywordSearch(index, known_fields=lambda _tenant: KNOWN_FIELDS)  # type: ignore[arg-type, return-value]
     searcher: Searcher = keyword
     if kind != "bm25":
         searcher = HybridSearch(

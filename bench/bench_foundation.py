@@ -8,7 +8,9 @@ against a baseline measured in the same run:
 2. re-ingest of the unchanged corpus vs the first ingest;
 3. permission-aware query latency (access filter AND caller filter, pre-filtered query,
    per-hit re-check) vs a raw chromadb ``collection.query`` with the same ``where``;
-   query embeddings are computed beforehand, so embedding time is excluded from both.
+   query embeddings are computed beforehand, so embedding time is excluded from both;
+4. permission-aware BM25 search (every hit confirmed against the store's current record by
+   id) vs the same BM25 index search without the confirmation round trip.
 
 Usage: python bench/bench_foundation.py [--docs 600] [--queries 200] [--dataset DIR]
 """
@@ -156,6 +158,24 @@ def main() -> None:
         if res.dropped:
             raise SystemExit("re-check dropped a hit: the store returned a forbidden chunk")
 
+    # 4. BM25 with the store confirmation vs the bare index ---------------------------------
+    keyword = app.searcher("bm25")
+    index = app.keyword_index
+    index.refresh()
+    bm25_ours: list[float] = []
+    bm25_raw: list[float] = []
+    for i, text in enumerate(queries):
+        principal = principals[i % len(principals)]
+        where = effective_filter(principal, caller)
+        t0 = time.perf_counter()
+        confirmed = keyword.search(principal, text, filter={"year": {"$gte": 2005}}, k=k)
+        bm25_ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bare = index.search(text, k, where)
+        bm25_raw.append(time.perf_counter() - t0)
+        if [h.id for h in confirmed.hits] != [h.id for h in bare][: len(confirmed.hits)]:
+            raise SystemExit("confirmed BM25 hits differ from the index's on an unchanged store")
+
     ingest_cps = n_chunks / t_ingest
     raw_cps = n_chunks / t_raw
     result = {
@@ -175,6 +195,10 @@ def main() -> None:
         "query_p50_ratio": round(pct(ours, 0.5) / pct(raw, 0.5), 3),
         "query_p95_ratio": round(pct(ours, 0.95) / pct(raw, 0.95), 3),
         "query_mean_ratio": round(statistics.mean(ours) / statistics.mean(raw), 3),
+        "bm25_p50_ms": round(pct(bm25_ours, 0.5) * 1000, 3),
+        "bm25_index_only_p50_ms": round(pct(bm25_raw, 0.5) * 1000, 3),
+        "bm25_p50_ratio": round(pct(bm25_ours, 0.5) / pct(bm25_raw, 0.5), 3),
+        "bm25_p95_ratio": round(pct(bm25_ours, 0.95) / pct(bm25_raw, 0.95), 3),
     }
     print(
         f"corpus: {n_docs} SciFact abstracts -> {n_chunks} chunks (MiniLM tokens, "
@@ -193,6 +217,11 @@ def main() -> None:
         f"({result['query_p50_ratio']:.3f}x) | p95 {result['query_p95_ms']:.2f} ms vs raw "
         f"{result['raw_query_p95_ms']:.2f} ms ({result['query_p95_ratio']:.3f}x) "
         "(goal <= 1.1x, embedding excluded)"
+    )
+    print(
+        f"bm25 p50 {result['bm25_p50_ms']:.2f} ms with store confirmation vs "
+        f"{result['bm25_index_only_p50_ms']:.2f} ms index only ({result['bm25_p50_ratio']:.3f}x) "
+        f"| p95 ratio {result['bm25_p95_ratio']:.3f}x"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

@@ -1,7 +1,11 @@
-"""The users file: username -> tenant, groups (and later a password hash)."""
+"""The users file: username -> tenant, groups, password hash."""
 
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
+import threading
 from pathlib import Path
 
 import yaml
@@ -9,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rag_app.errors import AccessDenied, ConfigError
 from rag_app.retrieval.permissions import NAME_RE, Principal
+
+audit = logging.getLogger("rag_app.audit")
 
 
 class UserRecord(BaseModel):
@@ -31,6 +37,7 @@ class UserDirectory:
     def __init__(self, users: dict[str, UserRecord], path: Path | None = None) -> None:
         self._users = users
         self.path = path
+        self._rewrite_lock = threading.Lock()
         for name, record in users.items():
             try:
                 self._principal(name, record)
@@ -72,11 +79,87 @@ class UserDirectory:
         return self._principal(name, self.record(name))
 
     def authenticate(self, name: str, password: str) -> bool:
-        """True iff the user exists and the password matches its hash (no hash: no login)."""
-        from rag_app.auth import verify_password
+        """True iff the user exists and the password matches its hash (no hash: no login).
 
-        record = self._users.get(name)
-        return record is not None and verify_password(password, record.password_hash)
+        Every 'no' costs what a real check costs (an unknown user, a user without a hash and
+        a password with control characters are checked against a dummy hash), so timing does
+        not reveal which user names exist. A hash made with an older cost is replaced after
+        a successful login (`_rehash`)."""
+        from rag_app.auth import (
+            burn_password_check,
+            needs_rehash,
+            password_problem,
+            verify_password,
+        )
+
+        record = self._users.get(name) if isinstance(name, str) else None
+        encoded = record.password_hash if record is not None else None
+        if record is None or not encoded or password_problem(password):
+            burn_password_check()
+            return False
+        ok = verify_password(password, encoded)
+        if needs_rehash(encoded):
+            # The old hash was cheaper than a current one: pay the difference either way.
+            if ok:
+                self._rehash(name, record, password)
+            else:
+                burn_password_check()
+        return ok
+
+    def _rehash(self, name: str, record: UserRecord, password: str) -> None:
+        """Store a current-cost hash: in memory always, and in the users file (atomically,
+        only the hash is replaced) when that file is writable and still holds the old hash."""
+        from rag_app.auth import hash_password
+
+        old = record.password_hash or ""
+        new = hash_password(password)
+        with self._rewrite_lock:
+            if record.password_hash != old:
+                return  # a parallel login upgraded it already
+            record.password_hash = new
+            if self.path is None:
+                return
+            try:
+                written = self._replace_in_file(old, new)
+            except OSError as exc:
+                audit.warning(
+                    "password hash of %r upgraded in memory only: cannot rewrite %s (%s)",
+                    name,
+                    self.path,
+                    exc,
+                )
+                return
+        if written:
+            audit.info("password hash of %r upgraded to the current cost in %s", name, self.path)
+        else:
+            audit.warning(
+                "password hash of %r upgraded in memory only: %s is read-only or no longer "
+                "holds the old hash",
+                name,
+                self.path,
+            )
+
+    def _replace_in_file(self, old: str, new: str) -> bool:
+        path = self.path
+        assert path is not None
+        if not old or not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
+            return False
+        text = path.read_text(encoding="utf-8")
+        if text.count(old) != 1:
+            return False
+        mode = path.stat().st_mode & 0o777
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text.replace(old, new))
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return True
 
     def tenants(self) -> list[str]:
         return sorted({r.tenant for r in self._users.values()})

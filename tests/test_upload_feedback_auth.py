@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ from rag_app.app import App
 from rag_app.auth import hash_password, verify_password
 from rag_app.errors import AccessDenied, RagAppError
 from rag_app.feedback import Feedback, append_feedback, read_feedback
-from rag_app.ingest.upload import ingest_uploads, safe_filename
+from rag_app.ingest.upload import InvalidGrant, ingest_uploads, safe_filename
 from rag_app.retrieval.permissions import Principal
 from rag_app.settings import Settings
 from rag_app.users import UserDirectory
@@ -106,12 +107,29 @@ def test_feedback_log_appends_jsonl(tmp_path):
         append_feedback(log, Feedback(user="x", tenant="t", question="", answer="", rating="meh"))  # type: ignore[arg-type]
 
 
-def test_password_hashes_and_demo_users():
+def test_invalid_grants_are_named_errors(app, tmp_path):
+    f = tmp_path / "n.md"
+    f.write_text("text")
+    for acl, message in (
+        (["*"], "invalid grant: invalid acl token '\\*'"),
+        (["group:*"], "invalid grant: invalid acl token 'group:\\*'"),
+        ([], "choose at least one reader"),
+        ([" "], "choose at least one reader"),
+    ):
+        with pytest.raises(InvalidGrant, match=message):
+            ingest_uploads(app.ingestor, ALICE, [f], acl=acl, upload_root=tmp_path / "u")
+    assert issubclass(InvalidGrant, RagAppError)
+    assert app.store.count() == 0
+
+
+def test_password_hashes_and_demo_users(tmp_path):
     h = hash_password("secret")
     assert "secret" not in h and verify_password("secret", h)
     assert not verify_password("Secret", h)
     assert not verify_password("secret", None) and not verify_password("secret", "md5$x")
-    users = UserDirectory.load(Path("demo/users.yaml"))
+    users_file = tmp_path / "users.yaml"  # a successful login upgrades the hash in place
+    shutil.copyfile("demo/users.yaml", users_file)
+    users = UserDirectory.load(users_file)
     assert users.authenticate("alice", "alice-demo")
     assert not users.authenticate("alice", "bob-demo")
     assert not users.authenticate("nobody", "nobody-demo")

@@ -16,6 +16,25 @@ from rag_app.retrieval.permissions import Principal, restrict_grants
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+class InvalidGrant(RagAppError):
+    """The readers chosen for an upload are not valid ACL tokens (or there are none)."""
+
+
+def checked_grants(principal: Principal, acl: Sequence[str]) -> list[str]:
+    """The ACL tokens for an upload: valid, non-empty, and only what `principal` may grant
+    (`AccessDenied` for a token it may not grant, `InvalidGrant` for a malformed one)."""
+    requested = [acl] if isinstance(acl, str) else list(acl or [])
+    if all(isinstance(t, str) and not t.strip() for t in requested):  # none, or blanks
+        raise InvalidGrant(
+            "choose at least one reader for the uploaded documents "
+            f"(for example user:{principal.user_id})"
+        )
+    try:
+        return restrict_grants(principal, requested)
+    except ValueError as exc:  # a malformed token, e.g. '*' or 'group:*'
+        raise InvalidGrant(f"invalid grant: {exc}") from None
+
+
 def safe_filename(name: str) -> str:
     base = Path(name).name
     cleaned = SAFE_NAME.sub("_", base).strip("._") or "upload"
@@ -35,7 +54,7 @@ def ingest_uploads(
     to the principal's and the requested ACL checked against what the principal may grant."""
     if principal.is_anonymous:
         raise RagAppError("anonymous users cannot upload documents")
-    tokens = restrict_grants(principal, acl)
+    tokens = checked_grants(principal, acl)
     target = upload_root / principal.tenant / str(principal.user_id)
     target.mkdir(parents=True, exist_ok=True)
     report = IngestReport()
@@ -65,6 +84,8 @@ def ingest_uploads(
                 "uploaded_by": str(principal.user_id),
             },
             progress=progress,
+            # sources read uploads/<tenant>/<user>/<file>, never the server's data path
+            source_root=upload_root,
         )
         inner.rejected = [*report.rejected, *inner.rejected]
         return inner

@@ -1,9 +1,15 @@
 """Gradio chat UI: a thin shell over `App` services.
 
-* Login with Gradio's `auth`, checked against the users file (scrypt hashes); the logged-in
-  name (`gr.Request.username`) is the only way a principal is chosen.
-* Per-browser-session state lives in `gr.State` (chat history, last turn); nothing mutable is
-  shared between sessions except the services themselves, which keep no per-user state.
+* Login with Gradio's `auth`, checked against the users file (scrypt hashes), behind the
+  login page, throttling and security headers of `rag_app.ui.security`; the logged-in name
+  (`gr.Request.username`) is the only way a principal is chosen.
+* Per-browser-session state lives in `gr.State` (chat session and shown history, last turn)
+  and records the user it belongs to: state presented with another user's request is
+  refused and replaced by a fresh one (Gradio keys state by a client-chosen session hash;
+  the middleware also refuses another user's session hash, this is the second line). The
+  chain only ever sees the server-side session, never the history a client sends.
+* Model output is made safe before it is rendered (`rag_app.ui.markdown`): no images, links
+  or raw HTML from an answer ever reach the browser as such.
 * Chat answers stream; the sources panel lists the chunks behind the [n] markers; filters
   (category, tags, date range, free JSON) are validated and shown as the effective filter
   (access filter AND user filter); uploads go into the user's tenant with an ACL the user may
@@ -14,7 +20,8 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,26 +30,76 @@ import gradio as gr
 from rag_app.errors import AccessDenied, FilterError, RagAppError
 from rag_app.ingest.loaders import display_source
 from rag_app.ui.filters import as_pretty_json, build_ui_filter, facet_choices, grant_choices
+from rag_app.ui.markdown import escape_markdown, safe_answer_markdown
+from rag_app.ui.security import Guard
 
 if TYPE_CHECKING:
     from rag_app.app import App
     from rag_app.chain.events import SourceRecord
+    from rag_app.chain.history import ChatSession
     from rag_app.retrieval.permissions import Principal
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("rag_app.audit")
 
 TITLE = "rag_app — permission-aware document chat"
 UPLOAD_TYPES = [".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".jsonl"]
+
+
+# Fields whose ISO copy the sources panel shows (the app derives `<field>_iso` only for the
+# date fields; any other `*_iso` key is a document's own claim and never shown instead).
+DEFAULT_DATE_FIELDS = ("created_at",)
+SHOWN_FIELDS = ("category", "created_at", "tags", "acl", "tenant")
+LOGIN_MESSAGE = "Log in with a user from the users file (demo: alice / alice-demo)."
+# Abandoned uploads (never submitted) are swept from Gradio's upload folder after an hour.
+UPLOAD_SWEEP = (600, 3600)
 
 
 class UIError(RagAppError):
     """Shown to the user in the page."""
 
 
-def _principal(app: App, request: gr.Request | None) -> Principal:
+@dataclass
+class ChatState:
+    """One browser tab's conversation: the chain's session and the history shown, owned by
+    the user who started it."""
+
+    owner: str
+    session: ChatSession
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _username(request: gr.Request | None) -> str:
     username = getattr(request, "username", None) if request is not None else None
     if not username:
         raise UIError("You are not logged in.")
+    return str(username)
+
+
+def owned_state(state: Any, user: str) -> ChatState | None:
+    """`state` if it is a conversation of `user`; None (start afresh) otherwise."""
+    if state is None:
+        return None
+    if isinstance(state, ChatState) and state.owner == user:
+        return state
+    owner = state.owner if isinstance(state, ChatState) else type(state).__name__
+    audit.warning("chat state of %r presented by %r: refused, starting a new one", owner, user)
+    return None
+
+
+def owned_turn(last: Any, user: str) -> dict[str, Any] | None:
+    """The last answer (feedback target) if it belongs to `user`."""
+    if not last:
+        return None
+    if isinstance(last, dict) and last.get("owner") == user:
+        return last
+    owner = last.get("owner") if isinstance(last, dict) else None
+    audit.warning("last turn of %r presented by %r: refused", owner, user)
+    return None
+
+
+def _principal(app: App, request: gr.Request | None) -> Principal:
+    username = _username(request)
     try:
         return app.principal(username)
     except (AccessDenied, RagAppError) as exc:
@@ -65,8 +122,12 @@ def render_sources(
     cited: Sequence[int] = (),
     *,
     data_dir: Sequence[str] | None = None,
+    date_fields: Collection[str] = DEFAULT_DATE_FIELDS,
 ) -> str:
-    """Markdown for the sources panel: every retrieved chunk, cited ones marked."""
+    """Markdown for the sources panel: every retrieved chunk, cited ones marked. Titles,
+    snippets and metadata come from documents and are shown as plain text; a date field
+    shows its ISO copy, every other field its own value (a document's `acl_iso` is not
+    shown as its ACL)."""
     if not sources:
         return "_No sources: nothing you may read matched._"
     cited_set = set(cited)
@@ -75,8 +136,8 @@ def render_sources(
         mark = "**cited**" if src.n in cited_set else "not cited"
         meta = src.metadata
         shown = {
-            k: meta.get(f"{k}_iso", meta[k])
-            for k in ("category", "created_at", "tags", "acl", "tenant")
+            k: meta.get(f"{k}_iso", meta[k]) if k in date_fields else meta[k]
+            for k in SHOWN_FIELDS
             if k in meta
         }
         meta_text = " · ".join(
@@ -85,10 +146,10 @@ def render_sources(
         score = f"{src.score:.3f}" if src.score is not None else "-"
         snippet = " ".join(src.snippet.split())
         lines.append(
-            f"**[{src.n}] {html.escape(src.title)}** — {mark}, score {score}  \n"
+            f"**[{src.n}] {escape_markdown(src.title)}** — {mark}, score {score}  \n"
             f"`{html.escape(shown_source(src.source, data_dir))}`  \n"
-            f"<small>{html.escape(meta_text)}</small>  \n"
-            f"<small><i>{html.escape(snippet)}</i></small>\n"
+            f"<small>{escape_markdown(meta_text)}</small>  \n"
+            f"<small><i>{escape_markdown(snippet)}</i></small>\n"
         )
     return "\n".join(lines)
 
@@ -105,16 +166,17 @@ def render_details(
 ) -> str:
     parts = []
     if error:
-        parts.append(f"**Error:** {html.escape(error)}")
+        parts.append(f"**Error:** {escape_markdown(error)}")
     if status:
-        parts.append(f"_{html.escape(status)}_")
+        parts.append(f"_{escape_markdown(status)}_")
     if question:
-        if rewritten:
+        if rewritten:  # written by the model: plain text only
             parts.append(
-                f"**Standalone question (rewritten from the follow-up):** {html.escape(question)}"
+                "**Standalone question (rewritten from the follow-up):** "
+                f"{escape_markdown(question)}"
             )
         else:
-            parts.append(f"**Question used for retrieval:** {html.escape(question)}")
+            parts.append(f"**Question used for retrieval:** {escape_markdown(question)}")
     if effective is not None:
         parts.append("**Effective filter** (access filter AND your filter):")
         parts.append(f"```json\n{as_pretty_json(effective)}\n```")
@@ -142,11 +204,18 @@ class _GradioProgress:
         pass
 
 
-def build_ui(app: App) -> gr.Blocks:
+def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
+    """The chat UI. `guard` is shared with the HTTP middleware that `launch` installs: it
+    knows which uploaded temp files belong to whom (without it, no upload is accepted)."""
+    guard = guard or Guard()
     settings = app.settings
     feedback_log = settings.data_dir / "feedback.jsonl"
     upload_root = settings.data_dir / "uploads"
     data_dir = (settings.data_dir.resolve().as_posix(), display_source(settings.data_dir))
+    date_fields = tuple(settings.date_fields)
+
+    def sources_markdown(sources: Sequence[SourceRecord], cited: Sequence[int] = ()) -> str:
+        return render_sources(sources, cited, data_dir=data_dir, date_fields=date_fields)
 
     # -- handlers (closures over the App; per-user state comes in as gr.State) -------------
     def on_load(request: gr.Request) -> tuple[Any, ...]:
@@ -156,7 +225,7 @@ def build_ui(app: App) -> gr.Blocks:
             grants = grant_choices(principal)
             record = app.users.record(str(principal.user_id))
             who = (
-                f"Logged in as **{html.escape(record.display_name or str(principal.user_id))}**"
+                f"Logged in as **{escape_markdown(record.display_name or str(principal.user_id))}**"
                 f" (`{principal.user_id}`, tenant `{principal.tenant}`, groups: "
                 f"{', '.join(sorted(principal.groups)) or '-'})"
             )
@@ -168,7 +237,7 @@ def build_ui(app: App) -> gr.Blocks:
                 gr.update(choices=grants, value=default_grant),
             )
         except RagAppError as exc:
-            return (f"⚠️ {exc}", gr.update(), gr.update(), gr.update())
+            return (f"⚠️ {escape_markdown(str(exc))}", gr.update(), gr.update(), gr.update())
 
     def current_filter(
         cats: list[str], tags: list[str], date_from: str, date_to: str, json_text: str
@@ -188,7 +257,7 @@ def build_ui(app: App) -> gr.Blocks:
             flt = current_filter(cats, tags, date_from, date_to, json_text)
             effective = app.search.effective(principal, flt)
         except RagAppError as exc:
-            return f"⚠️ **Filter problem:** {html.escape(str(exc))}"
+            return f"⚠️ **Filter problem:** {escape_markdown(str(exc))}"
         return (
             "**Effective filter** (access filter AND your filter):\n\n"
             f"```json\n{as_pretty_json(effective)}\n```"
@@ -196,8 +265,7 @@ def build_ui(app: App) -> gr.Blocks:
 
     def respond(
         message: str,
-        history: list[dict[str, Any]] | None,
-        session: Any,
+        state: Any,
         cats: list[str],
         tags: list[str],
         date_from: str,
@@ -205,36 +273,50 @@ def build_ui(app: App) -> gr.Blocks:
         json_text: str,
         request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
+        """One chat turn. The conversation is the server-side `ChatState` of the logged-in
+        user (another user's state is refused); the history shown is rebuilt from it."""
         from rag_app.chain.events import Done, Error, Rewrite, Sources, Token
 
-        history = list(history or [])
+        try:
+            user = _username(request)
+        except UIError as exc:
+            failed = [{"role": "assistant", "content": f"⚠️ {exc}"}]
+            yield failed, "", None, gr.update(), render_details(error=str(exc)), None
+            return
+        owned = owned_state(state, user)
+        history = list(owned.history) if owned is not None else []
         message = (message or "").strip()
         if not message:
-            yield history, "", session, gr.update(), gr.update(), None
+            yield history, "", owned, gr.update(), gr.update(), None
             return
-        history.append({"role": "user", "content": message})
+        history.append({"role": "user", "content": safe_answer_markdown(message)})
         history.append({"role": "assistant", "content": ""})
+
+        def fail(text: str) -> tuple[Any, ...]:
+            history[-1]["content"] = f"⚠️ {safe_answer_markdown(text)}"
+            if owned is not None:
+                owned.history = history
+            return history, "", owned, gr.update(), render_details(error=text), None
+
         try:
             principal = _principal(app, request)
             flt = current_filter(cats, tags, date_from, date_to, json_text)
             effective = app.search.effective(principal, flt)
             chat = app.chat
-            if session is None:
-                session = chat.new_session()
+            if owned is None:
+                owned = ChatState(owner=user, session=chat.new_session())
         except FilterError as exc:
-            history[-1]["content"] = f"⚠️ Filter problem: {exc}"
-            yield history, "", session, gr.update(), render_details(error=str(exc)), None
+            yield fail(f"Filter problem: {exc}")
             return
         except RagAppError as exc:
-            history[-1]["content"] = f"⚠️ {exc}"
-            yield history, "", session, gr.update(), render_details(error=str(exc)), None
+            yield fail(str(exc))
             return
         except Exception as exc:  # store/model could not even be opened
             log.warning("chat setup failed", exc_info=True)
-            text = f"The service is unavailable right now ({type(exc).__name__}: {exc})."
-            history[-1]["content"] = f"⚠️ {text}"
-            yield history, "", session, gr.update(), render_details(error=text), None
+            yield fail(f"The service is unavailable right now ({type(exc).__name__}: {exc}).")
             return
+        owned.history = history
+        session = owned.session
 
         question, rewritten = message, False
         # Until this turn's own events arrive, say what is happening rather than show the
@@ -246,24 +328,24 @@ def build_ui(app: App) -> gr.Blocks:
         else:
             details = render_details(original=message, question=message, effective=effective)
         answer = ""
-        yield history, "", session, sources_md, details, None
+        yield history, "", owned, sources_md, details, None
         for event in chat.stream(session, principal, message, flt):
             if isinstance(event, Rewrite):
                 question, rewritten = event.question, event.rewritten
                 details = render_details(
                     original=message, question=question, rewritten=rewritten, effective=effective
                 )
-                yield history, "", session, sources_md, details, None
+                yield history, "", owned, sources_md, details, None
             elif isinstance(event, Sources):
-                sources_md = render_sources(event.sources, data_dir=data_dir)
-                yield history, "", session, sources_md, details, None
+                sources_md = sources_markdown(event.sources)
+                yield history, "", owned, sources_md, details, None
             elif isinstance(event, Token):
                 answer += event.text
-                history[-1]["content"] = answer
-                yield history, "", session, sources_md, details, None
+                history[-1]["content"] = safe_answer_markdown(answer)
+                yield history, "", owned, sources_md, details, None
             elif isinstance(event, Done):
-                history[-1]["content"] = event.answer
-                sources_md = render_sources(event.sources, event.cited, data_dir=data_dir)
+                history[-1]["content"] = safe_answer_markdown(event.answer)
+                sources_md = sources_markdown(event.sources, event.cited)
                 details = render_details(
                     original=message,
                     question=question,
@@ -272,6 +354,7 @@ def build_ui(app: App) -> gr.Blocks:
                     timings=event.timings,
                 )
                 last = {
+                    "owner": user,
                     "question": message,
                     "rewritten_question": question if rewritten else None,
                     "answer": event.answer,
@@ -289,88 +372,122 @@ def build_ui(app: App) -> gr.Blocks:
                     ],
                     "session_id": getattr(session, "session_id", None),
                 }
-                yield history, "", session, sources_md, details, last
+                yield history, "", owned, sources_md, details, last
             elif isinstance(event, Error):
-                history[-1]["content"] = f"⚠️ {event.message}"
+                history[-1]["content"] = f"⚠️ {safe_answer_markdown(event.message)}"
                 if isinstance(sources_md, str) and sources_md.startswith("_Searching"):
                     sources_md = "_No sources: this turn failed._"
                 details = render_details(
                     original=message, question=question, effective=effective, error=event.message
                 )
-                yield history, "", session, sources_md, details, None
+                yield history, "", owned, sources_md, details, None
 
-    def clear_chat(session: Any) -> tuple[Any, ...]:
-        if session is not None:
-            session.clear()
-        return [], session, "_Ask a question to see its sources._", "", None
+    def clear_chat(state: Any, request: gr.Request) -> tuple[Any, ...]:
+        owned = owned_state(state, getattr(request, "username", None) or "")
+        if owned is not None:
+            owned.session.clear()
+            owned.history = []
+        return [], owned, "_Ask a question to see its sources._", "", None
 
     def upload(
         files: list[Any] | None,
         acl: list[str],
         request: gr.Request,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - Gradio's injection idiom
-    ) -> str:
+    ) -> tuple[str, Any]:
+        """Ingest the user's own uploads (temp copies Gradio stored for this user only), then
+        delete those temp copies whatever the outcome."""
         from rag_app.ingest.upload import ingest_uploads
 
         if not files:
-            return "⚠️ Choose one or more files first."
+            return "⚠️ Choose one or more files first.", gr.update()
+        paths = [Path(f if isinstance(f, str) else getattr(f, "name", f)) for f in files]
         try:
             principal = _principal(app, request)
-            paths = [Path(f if isinstance(f, str) else getattr(f, "name", f)) for f in files]
-            report = ingest_uploads(
-                app.ingestor,
-                principal,
-                paths,
-                acl=acl or [],
-                upload_root=upload_root,
-                progress=lambda total: _GradioProgress(progress, total),
-            )
+            user = str(principal.user_id)
+            foreign = [p for p in paths if not guard.uploads.owns(p, user)]
+            if foreign:
+                audit.warning(
+                    "upload of temp files not uploaded by %r refused: %s",
+                    user,
+                    ", ".join(map(str, foreign)),
+                )
+                raise AccessDenied(
+                    f"{', '.join(p.name for p in foreign)} was not uploaded by you "
+                    "(choose the file again)"
+                )
+            try:
+                report = ingest_uploads(
+                    app.ingestor,
+                    principal,
+                    paths,
+                    acl=acl or [],
+                    upload_root=upload_root,
+                    progress=lambda total: _GradioProgress(progress, total),
+                )
+            finally:
+                for path in paths:
+                    guard.uploads.release(path, user)
         except RagAppError as exc:
-            return f"⚠️ Upload refused: {html.escape(str(exc))}"
+            return f"⚠️ Upload refused: {escape_markdown(str(exc))}", gr.update()
+        if report.files_indexed and settings.retriever != "dense":
+            # Re-index BM25 now, off the request path; searches meanwhile use the current
+            # index (its hits are confirmed against the store) plus dense retrieval.
+            app.keyword_index.refresh_in_background()
         lines = [
             f"Indexed {report.files_indexed} file(s), {report.chunks_added} chunk(s) written "
-            f"({report.files_unchanged} unchanged), visible to: {', '.join(acl)}."
+            f"({report.files_unchanged} unchanged), visible to: "
+            f"{escape_markdown(', '.join(acl))}."
         ]
         for item in report.rejected:
-            lines.append(f"- ⚠️ `{html.escape(Path(item.location).name)}`: {item.reason}")
-        return "\n".join(lines)
+            lines.append(
+                f"- ⚠️ `{html.escape(Path(item.location).name)}`: {escape_markdown(item.reason)}"
+            )
+        for item in report.still_served:
+            lines.append(
+                f"- ⚠️ `{html.escape(Path(item.location).name)}`: {escape_markdown(item.reason)}"
+            )
+        return "\n".join(lines), None
 
     def send_feedback(
         rating: str, comment: str, last: dict[str, Any] | None, request: gr.Request
     ) -> str:
         from rag_app.feedback import Feedback, append_feedback
 
-        if not last:
-            return "Ask a question first; feedback applies to the last answer."
         try:
             principal = _principal(app, request)
+            turn = owned_turn(last, str(principal.user_id))
+            if turn is None:
+                return "Ask a question first; feedback applies to the last answer."
             append_feedback(
                 feedback_log,
                 Feedback(
                     user=str(principal.user_id),
                     tenant=principal.tenant,
-                    question=last["question"],
-                    answer=last["answer"],
+                    question=turn["question"],
+                    answer=turn["answer"],
                     rating="up" if rating == "up" else "down",
-                    sources=last["sources"],
+                    sources=turn["sources"],
                     comment=(comment or "").strip(),
-                    rewritten_question=last.get("rewritten_question"),
-                    session_id=last.get("session_id"),
+                    rewritten_question=turn.get("rewritten_question"),
+                    session_id=turn.get("session_id"),
                 ),
             )
         except (RagAppError, OSError) as exc:
-            return f"⚠️ Could not save feedback: {exc}"
+            return f"⚠️ Could not save feedback: {escape_markdown(str(exc))}"
         return "Thanks, your feedback was recorded."
 
     # -- layout -------------------------------------------------------------------------
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=UPLOAD_SWEEP) as demo:
         session_state = gr.State(None)
         last_turn = gr.State(None)
         gr.Markdown(f"## {TITLE}")
         who = gr.Markdown("", elem_id="who")
         with gr.Row():
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Chat", height=480, elem_id="chatbot")
+                chatbot = gr.Chatbot(
+                    label="Chat", height=480, elem_id="chatbot", sanitize_html=True
+                )
                 with gr.Row():
                     msg = gr.Textbox(
                         placeholder="Ask about the documents you can access…",
@@ -379,7 +496,7 @@ def build_ui(app: App) -> gr.Blocks:
                         elem_id="msg",
                     )
                     send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                    clear = gr.Button("New chat", scale=1)
+                    clear = gr.Button("New chat", scale=1, elem_id="new-chat")
                 with gr.Accordion(
                     "Details: rewritten question, effective filter, timings", open=False
                 ):
@@ -435,20 +552,15 @@ def build_ui(app: App) -> gr.Blocks:
         filter_inputs = [categories, tag_box, date_from, date_to, json_filter]
         chat_outputs = [chatbot, msg, session_state, sources, details, last_turn]
         demo.load(on_load, None, [who, categories, tag_box, grants])
-        send.click(
-            respond, [msg, chatbot, session_state, *filter_inputs], chat_outputs, api_name="chat"
-        )
+        send.click(respond, [msg, session_state, *filter_inputs], chat_outputs, api_name="chat")
         msg.submit(
-            respond,
-            [msg, chatbot, session_state, *filter_inputs],
-            chat_outputs,
-            api_visibility="private",
+            respond, [msg, session_state, *filter_inputs], chat_outputs, api_visibility="private"
         )
         clear.click(
             clear_chat, [session_state], [chatbot, session_state, sources, details, last_turn]
         )
         check.click(check_filter, filter_inputs, [filter_view], api_name="check_filter")
-        upload_btn.click(upload, [files, grants], [upload_status], api_name="upload")
+        upload_btn.click(upload, [files, grants], [upload_status, files], api_name="upload")
 
         def thumbs_up(c: str, last: dict[str, Any] | None, request: gr.Request) -> str:
             return send_feedback("up", c, last, request)
@@ -461,28 +573,46 @@ def build_ui(app: App) -> gr.Blocks:
     return demo
 
 
+# Password checks run in worker threads (never on the event loop), two at a time at most.
+AUTH_CONCURRENCY = 2
+
+
 def launch(
     app: App,
     *,
     host: str = "127.0.0.1",
     port: int = 7860,
     prevent_thread_lock: bool = False,
+    guard: Guard | None = None,
 ) -> gr.Blocks:
-    """Start the UI with login. Returns the running Blocks (for tests)."""
-    demo = build_ui(app)
-    users = app.users  # fail now (clear error) if the users file is broken
+    """Start the UI with login behind `GuardMiddleware` (login page and throttling, session
+    and upload ownership, no deep links, security headers). Returns the running Blocks."""
+    import anyio
+    from starlette.middleware import Middleware
 
-    def auth(username: str, password: str) -> bool:
-        return users.authenticate(username, password)
+    from rag_app.ui.security import GuardMiddleware
+
+    guard = guard or Guard(login_message=LOGIN_MESSAGE, title=TITLE)
+    demo = build_ui(app, guard)
+    users = app.users  # fail now (clear error) if the users file is broken
+    limiter = anyio.CapacityLimiter(AUTH_CONCURRENCY)
+
+    async def auth(username: str, password: str) -> bool:
+        return await anyio.to_thread.run_sync(
+            users.authenticate, username, password, limiter=limiter
+        )
 
     demo.queue(default_concurrency_limit=4)
     demo.launch(
         server_name=host,
         server_port=port,
-        auth=auth,
-        auth_message="Log in with a user from the users file (demo: alice / alice-demo).",
+        auth=auth,  # type: ignore[arg-type]  # Gradio awaits a coroutine function
+        auth_message=LOGIN_MESSAGE,
         prevent_thread_lock=prevent_thread_lock,
         show_error=False,
         quiet=True,
+        ssr_mode=False,
+        run_history=False,
+        app_kwargs={"middleware": [Middleware(GuardMiddleware, guard=guard)]},
     )
     return demo

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -27,7 +28,9 @@ def ui(tmp_path_factory):
     from rag_app.ui.app import launch
 
     data = tmp_path_factory.mktemp("ui-data")
-    settings = Settings(data_dir=data, users_file=ROOT / "demo/users.yaml", k=4)
+    users = data / "users.yaml"
+    shutil.copyfile(ROOT / "demo/users.yaml", users)  # logins upgrade hashes in place
+    settings = Settings(data_dir=data, users_file=users, k=4)
     app = App(settings, embeddings=HashEmbeddings(64))
     app.__dict__["llm"] = CitingFakeChat.build()
     report = app.ingestor.ingest([ROOT / "demo/corpus"])
@@ -42,6 +45,11 @@ def client(url: str, user: str):
     return gradio_client.Client(url, auth=(user, f"{user}-demo"), verbose=False)
 
 
+def plain(markdown: str) -> str:
+    """Markdown as read on the page (messages escape Markdown punctuation)."""
+    return markdown.replace("\\", "")
+
+
 def text_of(message: dict) -> str:
     content = message["content"]
     if isinstance(content, str):
@@ -52,7 +60,6 @@ def text_of(message: dict) -> str:
 def chat(c, message: str, **filters):
     args = dict(
         message=message,
-        history=[],
         cats=filters.get("cats", []),
         tags=filters.get("tags", []),
         date_from=filters.get("date_from", ""),
@@ -104,17 +111,29 @@ def test_upload_then_ask_about_it(ui, tmp_path):
     doc = tmp_path / "zebra-policy.md"
     doc.write_text("# Zebra policy\nThe zebra crossing budget is 77 zebras per quarter.")
     c = client(url, "bob")
-    status = c.predict([gradio_client.handle_file(str(doc))], ["user:bob"], api_name="/upload")
+    status, _files = c.predict(
+        [gradio_client.handle_file(str(doc))], ["user:bob"], api_name="/upload"
+    )
     assert "Indexed 1 file" in status
     _h, _m, sources, _d = chat(c, "zebra crossing budget")
     assert "zebra-policy.md" in sources
     # not visible to another user of the same tenant
     _h, _m, other_sources, _d = chat(client(url, "henry"), "zebra crossing budget")
     assert "zebra-policy.md" not in other_sources
-    refused = c.predict(
+    refused, _files = c.predict(
         [gradio_client.handle_file(str(doc))], ["group:finance"], api_name="/upload"
     )
+    refused = plain(refused)
     assert "Upload refused" in refused and "cannot grant group:finance" in refused
+    for grant, message in (("*", "invalid grant"), ("group:*", "invalid grant")):
+        refused, _files = c.predict(
+            [gradio_client.handle_file(str(doc))], [grant], api_name="/upload"
+        )
+        refused = plain(refused)
+        assert "Upload refused" in refused and message in refused, refused
+    refused, _files = c.predict([gradio_client.handle_file(str(doc))], [], api_name="/upload")
+    refused = plain(refused)
+    assert "Upload refused" in refused and "choose at least one reader" in refused
 
 
 def test_feedback_is_logged(ui):

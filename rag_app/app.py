@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from rag_app.access.filters import FieldKind, Node, parse_filter
+from rag_app.access.permissions import Principal
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError, FilterError
 from rag_app.ingest.pipeline import Ingestor
 from rag_app.ingest.splitting import TokenSplitter
 from rag_app.ingest.state import IngestState
-from rag_app.retrieval.filters import FieldKind, Node, parse_filter
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
 from rag_app.settings import Settings

@@ -11,8 +11,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rag_app.access.permissions import NAME_RE, Principal
 from rag_app.errors import AccessDenied, ConfigError
-from rag_app.retrieval.permissions import NAME_RE, Principal
 
 audit = logging.getLogger("rag_app.audit")
 

@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from rag_app.access.permissions import Principal
 from rag_app.app import App
 from rag_app.auth import hash_password, verify_password
 from rag_app.errors import AccessDenied, RagAppError
 from rag_app.feedback import Feedback, append_feedback, read_feedback
 from rag_app.ingest.upload import InvalidGrant, ingest_uploads, safe_filename
-from rag_app.retrieval.permissions import Principal
 from rag_app.settings import Settings
 from rag_app.users import UserDirectory
 from tests.fakes import HashEmbeddings

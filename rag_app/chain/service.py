@@ -29,6 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 
+from rag_app.access.permissions import Principal
 from rag_app.chain.context import citations, fit_sources, format_context, is_refusal
 from rag_app.chain.events import (
     ChatEvent,
@@ -44,7 +45,6 @@ from rag_app.chain.events import (
 from rag_app.chain.history import ChatSession, TokenCounter, approximate_tokens
 from rag_app.chain.prompts import PromptError, PromptSet
 from rag_app.errors import FilterError, RagAppError
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
 

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
+    from rag_app.access.permissions import Principal
     from rag_app.app import App
-    from rag_app.retrieval.permissions import Principal
 
 FAITHFULNESS = "faithfulness"
 RELEVANCY = "response_relevancy"

@@ -13,7 +13,7 @@ every sample as a principal through the application's own `Searcher`, score, agg
 * **Permission-aware.** Samples run as a principal: anonymous ``eval`` for BEIR corpora
   without ACLs, otherwise each ``--as-user``. Relevant documents the user may not read are
   removed from the judgements (recall over permitted documents). Every retrieved chunk is
-  checked, independently of `rag_app.retrieval.permissions`, against the users file and the
+  checked, independently of `rag_app.access.permissions`, against the users file and the
   chunk's tenant/acl: the leak rate must be 0. A sample's ``expected`` outcome per user
   (``answer``: some reference visible; ``no-access``: none) is checked against the stored ACLs.
 """
@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag_app.access.permissions import Principal
 from rag_app.errors import ConfigError
 from rag_app.evaluation.datasets import DatasetError, EvalDataset, corpus_fingerprint
 from rag_app.evaluation.judge import LLM_METRICS
@@ -45,7 +46,6 @@ from rag_app.evaluation.metrics import (
     ragas_scores,
     ranked_scores,
 )
-from rag_app.retrieval.permissions import Principal
 from rag_app.stores.base import StoreHit
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from rag_app.retrieval.filters import FieldKind, to_epoch
-from rag_app.retrieval.permissions import validate_acl, validate_tenant
+from rag_app.access.filters import FieldKind, to_epoch
+from rag_app.access.permissions import validate_acl, validate_tenant
 
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Set by the ingestion pipeline; documents may not supply them.

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from langchain_core.documents import Document
 from langchain_core.indexing import index
 
+from rag_app.access.filters import FieldKind
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import RagAppError, RejectedInput
 from rag_app.ingest.loaders import (
@@ -39,7 +40,6 @@ from rag_app.ingest.loaders import (
 from rag_app.ingest.metadata import SYSTEM_KEYS, field_kind, normalize_metadata
 from rag_app.ingest.splitting import TokenSplitter
 from rag_app.ingest.state import IngestState
-from rag_app.retrieval.filters import FieldKind
 from rag_app.stores.base import VectorStorePort
 from rag_app.stores.langchain_adapter import PortVectorStore
 

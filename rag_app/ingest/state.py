@@ -33,7 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-from rag_app.retrieval.filters import FieldKind
+from rag_app.access.filters import FieldKind
 
 _meta = MetaData()
 files_table = Table(

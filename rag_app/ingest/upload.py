@@ -8,10 +8,10 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
+from rag_app.access.permissions import Principal, restrict_grants
 from rag_app.errors import RagAppError, RejectedInput
 from rag_app.ingest.loaders import SUPPORTED_SUFFIXES
 from rag_app.ingest.pipeline import Ingestor, IngestReport, ProgressFactory, Rejection
-from rag_app.retrieval.permissions import Principal, restrict_grants
 
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -1,1 +1,1 @@
-"""Filters, permissions and permission-aware search (import the submodules)."""
+"""Permission-aware search: raw retrievers (dense, BM25, fused, a store's native hybrid) behind one permission guard (import the submodules)."""

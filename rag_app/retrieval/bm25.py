@@ -50,9 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from rag_app.access.filters import Node, matches, to_dict
+from rag_app.access.permissions import Principal
 from rag_app.errors import ConfigError
-from rag_app.retrieval.filters import Node, matches, to_dict
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.search import GuardedSearch, KnownFields, SearchResult
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 

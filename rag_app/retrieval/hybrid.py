@@ -27,9 +27,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from rag_app.access.filters import Node, to_dict
+from rag_app.access.permissions import Principal
 from rag_app.errors import ConfigError
-from rag_app.retrieval.filters import Node, to_dict
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.search import GuardedSearch, KnownFields, Searcher, SearchResult
 from rag_app.stores.base import StoreHit
 

@@ -9,7 +9,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag_app.retrieval.permissions import Principal
+from rag_app.access.permissions import Principal
 from rag_app.retrieval.search import Searcher
 
 

@@ -28,10 +28,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from rag_app.access.filters import FieldKind, Node, parse_filter, to_dict
+from rag_app.access.permissions import Principal, can_read, effective_filter
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import FilterError
-from rag_app.retrieval.filters import FieldKind, Node, parse_filter, to_dict
-from rag_app.retrieval.permissions import Principal, can_read, effective_filter
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 log = logging.getLogger(__name__)

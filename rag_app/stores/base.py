@@ -1,7 +1,7 @@
 """The store port: the one small protocol every vector store adapter implements.
 
 Adapters receive vectors (embedding happens above them) and filters in the portable grammar
-(`rag_app.retrieval.filters`), which each adapter translates to its native syntax. Callers
+(`rag_app.access.filters`), which each adapter translates to its native syntax. Callers
 never pass native filters, so one access-control implementation covers every store.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from rag_app.retrieval.filters import Node
+from rag_app.access.filters import Node
 
 Metadata = dict[str, Any]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from rag_app.access.filters import And, Cmp, Node, Or
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
-from rag_app.retrieval.filters import And, Cmp, Node, Or
 from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
 
 log = logging.getLogger(__name__)

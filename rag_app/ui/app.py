@@ -34,10 +34,10 @@ from rag_app.ui.markdown import escape_markdown, safe_answer_markdown
 from rag_app.ui.security import Guard
 
 if TYPE_CHECKING:
+    from rag_app.access.permissions import Principal
     from rag_app.app import App
     from rag_app.chain.events import SourceRecord
     from rag_app.chain.history import ChatSession
-    from rag_app.retrieval.permissions import Principal
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("rag_app.audit")

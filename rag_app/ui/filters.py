@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rag_app.access.permissions import Principal, access_filter
 from rag_app.errors import FilterError
-from rag_app.retrieval.permissions import Principal, access_filter
 from rag_app.stores.base import VectorStorePort
 
 

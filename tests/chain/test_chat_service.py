@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from rag_app.access.permissions import Principal
 from rag_app.app import App
 from rag_app.chain import (
     ChatError,
@@ -25,7 +26,6 @@ from rag_app.chain import (
 from rag_app.chain.context import citations, format_document, is_refusal, to_source
 from rag_app.chain.prompts import project_prompts_dir
 from rag_app.errors import StoreError
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
 from rag_app.settings import Settings

@@ -24,8 +24,8 @@ from typing import Any, ClassVar, Protocol
 
 import pytest
 
+from rag_app.access.filters import matches, parse_filter
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
-from rag_app.retrieval.filters import matches, parse_filter
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 StoreFactory = Callable[[int], VectorStorePort]
@@ -409,7 +409,7 @@ class StoreConformance:
         node = parse_filter(raw, date_fields=["created_at"])
         assert node is not None
         reference = {i for i, meta in FILTER_RECORDS.items() if matches(node, meta)}
-        assert reference == expected, "the table disagrees with rag_app.retrieval.filters"
+        assert reference == expected, "the table disagrees with rag_app.access.filters"
         for via, got in (
             ("records", ids_of(filter_store.records(node))),
             ("query", ids_of(filter_store.query(unit(1, 0.3, 0.5, 0.1), 100, node))),

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from rag_app import app as app_module
+from rag_app.access.permissions import Principal
 from rag_app.cli import app as cli
 from rag_app.errors import ConfigError, RagAppError
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.search import FilterInput, SearchResult
 from tests.fakes import HashEmbeddings
 

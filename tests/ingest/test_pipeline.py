@@ -220,7 +220,7 @@ def jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def test_a_bad_record_does_not_keep_the_old_chunks_of_a_good_one(tmp_path):
-    from rag_app.retrieval.permissions import Principal
+    from rag_app.access.permissions import Principal
 
     corpus = tmp_path / "c"
     corpus.mkdir()
@@ -307,8 +307,8 @@ def test_derived_iso_keys_are_reserved(tmp_path, key):
 
 
 def test_field_catalog_is_per_tenant(tmp_path, corpus):
+    from rag_app.access.permissions import Principal
     from rag_app.errors import FilterError
-    from rag_app.retrieval.permissions import Principal
 
     (corpus / "d.md").write_text(doc("D", "delta", tenant="globex", globex_only="x"))
     app = make_app(tmp_path)

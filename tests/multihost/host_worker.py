@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rag_app.access.permissions import Principal
 from rag_app.app import App
-from rag_app.retrieval.permissions import Principal
 from rag_app.settings import Settings
 from tests.fakes import HashEmbeddings
 

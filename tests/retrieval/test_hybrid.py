@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from rag_app.access.permissions import Principal
 from rag_app.app import App
 from rag_app.errors import ConfigError
 from rag_app.retrieval.hybrid import (
@@ -20,7 +21,6 @@ from rag_app.retrieval.hybrid import (
     rrf,
     weighted,
 )
-from rag_app.retrieval.permissions import Principal
 from rag_app.retrieval.search import FilterInput, Searcher, SearchResult
 from rag_app.settings import Settings
 from rag_app.stores.base import StoreHit

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from rag_app.access.filters import And, Cmp, Node, Or, matches, parse_filter
+from rag_app.access.permissions import Principal, access_filter
 from rag_app.errors import AccessDenied, FilterError, StoreError
 from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch
-from rag_app.retrieval.filters import And, Cmp, Node, Or, matches, parse_filter
 from rag_app.retrieval.hybrid import HybridSearch
-from rag_app.retrieval.permissions import Principal, access_filter
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import FilterInput, Searcher, SearchResult, SecureSearch
 from rag_app.stores.base import StoreHit, StoreInfo, StoreRecord, VectorStorePort

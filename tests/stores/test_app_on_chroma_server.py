@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag_app.access.permissions import Principal
 from rag_app.app import App
-from rag_app.retrieval.permissions import Principal
 from rag_app.settings import Settings
 from tests.fakes import HashEmbeddings
 

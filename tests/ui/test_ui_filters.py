@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from rag_app.access.filters import parse_filter
+from rag_app.access.permissions import Principal
 from rag_app.errors import FilterError
-from rag_app.retrieval.filters import parse_filter
-from rag_app.retrieval.permissions import Principal
 from rag_app.stores.chroma import ChromaStore
 from rag_app.ui.filters import build_ui_filter, facet_choices
 

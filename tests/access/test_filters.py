@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from rag_app.access.filters import And, Cmp, Or, matches, parse_filter, to_dict, to_epoch
 from rag_app.errors import FilterError
-from rag_app.retrieval.filters import And, Cmp, Or, matches, parse_filter, to_dict, to_epoch
 
 KNOWN = {
     "category": "str",

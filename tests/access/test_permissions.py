@@ -5,9 +5,8 @@ from typing import Any
 
 import pytest
 
-from rag_app.errors import AccessDenied, FilterError
-from rag_app.retrieval.filters import And, Cmp, Or, matches, parse_filter
-from rag_app.retrieval.permissions import (
+from rag_app.access.filters import And, Cmp, Or, matches, parse_filter
+from rag_app.access.permissions import (
     Principal,
     access_filter,
     can_read,
@@ -16,6 +15,7 @@ from rag_app.retrieval.permissions import (
     validate_acl,
     validate_tenant,
 )
+from rag_app.errors import AccessDenied, FilterError
 
 ANN = Principal("acme", "ann", frozenset({"staff", "hr"}))
 BEN = Principal("acme", "ben", frozenset({"eng"}))

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rag_app.access.filters import Cmp, Node, Or, and_, fields_of
 from rag_app.errors import AccessDenied, FilterError
-from rag_app.retrieval.filters import Cmp, Node, Or, and_, fields_of
 
 TENANT_FIELD = "tenant"
 ACL_FIELD = "acl"

@@ -24,7 +24,7 @@ from rag_app.ingest.state import IngestState
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
 from rag_app.settings import Settings
-from rag_app.stores.base import VectorStorePort
+from rag_app.stores.base import NativeHybrid, VectorStorePort, indexable, native_hybrid, scannable
 from rag_app.users import UserDirectory
 
 if TYPE_CHECKING:
@@ -86,11 +86,23 @@ class App:
         )
 
     @cached_property
+    def store_location(self) -> str:
+        """Identifies the physical index (from the store adapter), so that ingest state and
+        derived indexes never mix two stores."""
+        from rag_app.stores import store_location
+
+        return store_location(self.settings)
+
+    @cached_property
     def state(self) -> IngestState:
-        state = IngestState(self.settings.state_url, namespace=self.settings.store_location)
-        if state.needs_field_migration():
-            # Once: the old catalog did not know which tenant a field belongs to.
-            state.rebuild_fields(record.metadata for record in self.store.records())
+        state = IngestState(self.settings.state_url, namespace=self.store_location)
+        if state.needs_field_migration() or (
+            not state.has_documents() and state.record_manager.list_keys(limit=1)
+        ):
+            # Once, for a state database of an earlier version: the field catalog did not
+            # know tenants, and documents (stats, facets) were read from the store.
+            scan = scannable(self.store, "rebuild the ingest state's catalog")
+            state.rebuild_from_records(scan.records())
         return state
 
     @cached_property
@@ -178,28 +190,28 @@ class App:
         return parse_filter(raw, known_fields=known, date_fields=self.settings.date_fields)
 
     def stats(self) -> dict[str, Any]:
+        """Counts per tenant, category and document, from the ingest state (no store scan)."""
         per_tenant: Counter[str] = Counter()
-        per_source: Counter[tuple[str, str]] = Counter()
         per_category: Counter[str] = Counter()
-        total = 0
-        for record in self.store.records():
-            total += 1
-            tenant = str(record.metadata.get("tenant", "?"))
-            per_tenant[tenant] += 1
-            per_source[(tenant, str(record.metadata.get("source", "?")))] += 1
-            if "category" in record.metadata:
-                per_category[str(record.metadata["category"])] += 1
+        docs = self.state.documents()
+        for doc in docs:
+            per_tenant[doc.tenant] += doc.chunks
+            category = doc.facets.get("category")
+            if category is not None:
+                per_category[str(category)] += doc.chunks
+        info = self.store.info
         return {
-            "store": self.store.info.backend,
-            "location": self.store.info.location,
-            "collection": self.store.info.collection,
-            "embedding_model": self.store.info.embedding_model,
-            "chunks": total,
-            "documents": len(per_source),
+            "store": info.backend,
+            "location": info.location,
+            "collection": info.collection,
+            "embedding_model": info.embedding_model,
+            "chunks": sum(per_tenant.values()),
+            "documents": len(docs),
             "per_tenant": dict(sorted(per_tenant.items())),
             "per_category": dict(sorted(per_category.items())),
             "per_source": [
-                {"tenant": t, "source": s, "chunks": n} for (t, s), n in sorted(per_source.items())
+                {"tenant": d.tenant, "source": d.source, "chunks": d.chunks}
+                for d in sorted(docs, key=lambda d: (d.tenant, d.source))
             ],
         }
 
@@ -216,15 +228,16 @@ class App:
             where = self.admin_filter(filter)
         if where is None:
             raise FilterError("refusing to delete without a filter: give --source or --filter")
+        scan = scannable(self.store, "find the records to delete")
         ids: list[str] = []
         touched: Counter[str] = Counter()
-        for record in self.store.records(where):
+        for record in scan.records(where):
             ids.append(record.id)
             touched[str(record.metadata.get("source", ""))] += 1
         if sources and not ids:
             # A JSONL file's records have sources "<file>#<id>": match them by prefix.
             prefixes = tuple(f"{s}#" for s in sources)
-            for record in self.store.records():
+            for record in scan.records():
                 source = str(record.metadata.get("source", ""))
                 if source.startswith(prefixes):
                     ids.append(record.id)
@@ -241,6 +254,7 @@ class App:
             self.store.delete(plan.ids)
             self.state.delete_chunk_records(plan.ids)
             self.state.forget_sources(plan.per_source)
+            self.state.remove_chunks_of_sources(plan.per_source)
         return len(plan.ids)
 
     def close(self) -> None:
@@ -304,17 +318,15 @@ class App:
         from rag_app.retrieval.bm25 import KeywordIndex, index_directory
 
         return KeywordIndex(
-            self.store,
-            generation=self.store.change_token,
-            directory=index_directory(self.settings.data_dir, self.settings.store_location),
+            indexable(self.store, "keep a BM25 index (RAG_RETRIEVER=bm25)"),
+            directory=index_directory(self.settings.data_dir, self.store_location),
             background=self.settings.bm25_refresh == "background",
         )
 
     def searcher(self, kind: str | None = None) -> Searcher:
-        """The one search entry point: dense | bm25 | hybrid (default: RAG_RETRIEVER)."""
-        from rag_app.retrieval.bm25 import KeywordSearch
-        from rag_app.retrieval.hybrid import HybridSearch
-
+        """The one search entry point: dense | bm25 | hybrid (default: RAG_RETRIEVER). Each is
+        a raw retriever behind the one permission guard. Hybrid is the store's own hybrid
+        search when it has one (RAG_HYBRID_MODE=auto|native), else BM25 + dense fused here."""
         kind = kind or self.settings.retriever
         if kind not in ("dense", "bm25", "hybrid"):
             raise ConfigError(f"unknown retriever {kind!r}; use dense, bm25 or hybrid")
@@ -322,21 +334,38 @@ class App:
             return self.search
         cache: dict[str, Searcher] = self.__dict__.setdefault("_searchers", {})
         if kind not in cache:
-            s = self.settings
-            guard: dict[str, Any] = {
-                "known_fields": self.state.fields,
-                "date_fields": tuple(s.date_fields),
-                "default_k": s.k,
-            }
-            keyword = cache.get("bm25") or KeywordSearch(self.keyword_index, **guard)
-            cache["bm25"] = keyword
-            if kind == "hybrid":
-                cache[kind] = HybridSearch(
-                    self.search,
-                    keyword,
-                    fusion=s.fusion,
-                    alpha=s.hybrid_alpha,
-                    rrf_k=s.rrf_k,
-                    **guard,
-                )
+            cache[kind] = self._build_searcher(kind)
         return cache[kind]
+
+    def _build_searcher(self, kind: str) -> Searcher:
+        from rag_app.retrieval.bm25 import KeywordSearch
+        from rag_app.retrieval.hybrid import HybridSearch, NativeHybridRetriever
+        from rag_app.retrieval.search import PermissionGuard
+
+        s = self.settings
+        guard: dict[str, Any] = {
+            "known_fields": self.state.fields,
+            "date_fields": tuple(s.date_fields),
+            "default_k": s.k,
+        }
+        if kind == "bm25":
+            return KeywordSearch(self.keyword_index, **guard)
+        native = isinstance(self.store, NativeHybrid)
+        if s.hybrid_mode == "native" and not native:
+            raise ConfigError(
+                f"RAG_HYBRID_MODE=native, but the {self.store.info.backend} store has no hybrid "
+                "search of its own; use auto or fused"
+            )
+        if native and s.hybrid_mode != "fused":
+            store = native_hybrid(self.store, "run hybrid search")
+            raw = NativeHybridRetriever(store, self.embeddings, alpha=s.hybrid_alpha)
+            return PermissionGuard(raw, self.store, **guard)
+        return HybridSearch(
+            self.search.raw,
+            KeywordSearch(self.keyword_index).raw,
+            store=self.store,
+            fusion=s.fusion,
+            alpha=s.hybrid_alpha,
+            rrf_k=s.rrf_k,
+            **guard,
+        )

@@ -7,12 +7,11 @@ Every field can be set with an environment variable ``RAG_<FIELD>`` (or in a ``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-StoreName = Literal["chroma", "pinecone", "weaviate"]
 EmbeddingsName = Literal["local", "openai"]
 CleanupMode = Literal["incremental", "full"]
 RetrieverName = Literal["dense", "bm25", "hybrid"]
@@ -30,15 +29,22 @@ class Settings(BaseSettings):
     )
 
     # --- where things live -------------------------------------------------------------
-    store: StoreName = Field("chroma", description="Vector store backend.")
+    store: str = Field(
+        "chroma",
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="Vector store adapter: chroma | pinecone | weaviate, or a plugin's name "
+        "(see rag_app.stores.registry).",
+    )
+    store_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Overrides of the store adapter's own settings (normally read from its "
+        "environment variables, e.g. RAG_CHROMA_URL, RAG_PINECONE_INDEX, RAG_WEAVIATE_URL).",
+    )
     data_dir: Path = Field(Path("data"), description="Embedded Chroma files and ingest state.")
     collection: str = Field(
         "rag_app",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$",
         description="Collection (index) name.",
-    )
-    chroma_url: str | None = Field(
-        None, description="Chroma server URL (e.g. http://127.0.0.1:8000); unset = embedded."
     )
     state_db_url: str | None = Field(
         None,
@@ -81,6 +87,11 @@ class Settings(BaseSettings):
         0.5, ge=0.0, le=1.0, description="Weight of the dense half in weighted fusion."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    hybrid_mode: Literal["auto", "fused", "native"] = Field(
+        "auto",
+        description="Hybrid retrieval: the store's own hybrid search when it has one (auto), "
+        "always BM25 + dense fused by the app (fused), or the store's only (native).",
+    )
     bm25_refresh: Literal["inline", "background"] = Field(
         "inline",
         description="When the store changed, rebuild the BM25 index before the next search "
@@ -136,11 +147,3 @@ class Settings(BaseSettings):
         if self.state_db_url:
             return self.state_db_url
         return f"sqlite:///{(self.data_dir / 'state.db').resolve()}"
-
-    @property
-    def store_location(self) -> str:
-        """Identifies the physical index, so that ingest state never mixes two stores."""
-        if self.store == "chroma":
-            where = self.chroma_url or str((self.data_dir / "chroma").resolve())
-            return f"chroma:{where}:{self.collection}"
-        return f"{self.store}:{self.collection}"

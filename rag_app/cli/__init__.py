@@ -60,9 +60,13 @@ def _global(
     collection: Annotated[
         str | None, typer.Option(help="Collection name (env RAG_COLLECTION).", show_default=False)
     ] = None,
-    chroma_url: Annotated[
+    store: Annotated[
         str | None,
-        typer.Option(help="Chroma server URL (env RAG_CHROMA_URL).", show_default=False),
+        typer.Option(
+            help="Vector store: chroma, pinecone or weaviate (env RAG_STORE); each store reads "
+            "its own variables (RAG_CHROMA_URL, RAG_PINECONE_*, RAG_WEAVIATE_*).",
+            show_default=False,
+        ),
     ] = None,
     users_file: Annotated[
         Path | None, typer.Option(help="Users file (env RAG_USERS_FILE).", show_default=False)
@@ -77,7 +81,7 @@ def _global(
         {
             "data_dir": data_dir,
             "collection": collection,
-            "chroma_url": chroma_url,
+            "store": store,
             "users_file": users_file,
         }
     )

@@ -239,8 +239,10 @@ class DocIds:
 
 def documents_in_store(app: App, doc_ids: DocIds) -> dict[str, dict[str, Any]]:
     """Document id -> metadata of one of its chunks (tenant and acl are per document)."""
+    from rag_app.stores.base import scannable
+
     docs: dict[str, dict[str, Any]] = {}
-    for record in app.store.records():
+    for record in scannable(app.store, "list its documents for evaluation").records():
         docs.setdefault(doc_ids(record.metadata), dict(record.metadata))
     return docs
 

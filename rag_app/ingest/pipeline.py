@@ -39,13 +39,40 @@ from rag_app.ingest.loaders import (
 )
 from rag_app.ingest.metadata import SYSTEM_KEYS, field_kind, normalize_metadata
 from rag_app.ingest.splitting import TokenSplitter
-from rag_app.ingest.state import IngestState
+from rag_app.ingest.state import FACET_FIELDS, DocumentRow, IngestState
 from rag_app.stores.base import VectorStorePort
 from rag_app.stores.langchain_adapter import PortVectorStore
 
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 2048
+
+
+def document_rows(
+    file_key: str, chunks: Sequence[Document], group_of: Callable[[Document], str]
+) -> list[DocumentRow]:
+    """One state row per document (group) among freshly indexed chunks: what stats and the
+    UI's facets read instead of scanning the store."""
+    by_group: dict[str, list[Document]] = {}
+    for doc in chunks:
+        by_group.setdefault(group_of(doc), []).append(doc)
+    now = time.time()
+    rows = []
+    for group, docs in by_group.items():
+        meta = docs[0].metadata
+        rows.append(
+            DocumentRow(
+                group_id=group,
+                file_key=file_key,
+                source=str(meta["source"]),
+                tenant=str(meta["tenant"]),
+                acl=list(meta["acl"]),
+                facets={f: meta[f] for f in FACET_FIELDS if f in meta},
+                chunks=len(docs),
+                updated_at=now,
+            )
+        )
+    return rows
 
 
 def _root_of(path: Path, roots: Sequence[Path]) -> Path | None:
@@ -218,6 +245,7 @@ class Ingestor:
                 self.state.delete_chunk_records(ids)
                 deleted += len(ids)
             self.state.forget_files([key])
+            self.state.forget_documents(file_keys=[key])
         return deleted
 
     # -- steps --------------------------------------------------------------------------
@@ -352,6 +380,7 @@ class Ingestor:
             return
         for tenant, kinds in item.kinds.items():
             self.state.record_fields(kinds, tenant=tenant)
+        self.state.record_documents(document_rows(item.file_key, item.chunks, item.group_of))
         written = {item.group_of(doc) for doc in item.chunks}
         leftover = [g for g in self.state.chunk_groups_of(item.file_key) if g not in written]
         deleted = 0
@@ -378,6 +407,7 @@ class Ingestor:
         if ids:
             self.store.delete(ids)
             self.state.delete_chunk_records(ids)
+        self.state.forget_documents(groups=groups)
         return len(ids)
 
     def _remove_vanished(

@@ -15,20 +15,26 @@ to one host, so the store itself carries a change token (`VectorStorePort.change
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     Column,
     Float,
+    Integer,
     MetaData,
     String,
     Table,
+    bindparam,
     create_engine,
     delete,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -60,6 +66,36 @@ tenant_fields_table = Table(
     Column("name", String(128), primary_key=True),
     Column("kind", String(16), nullable=False),
 )
+
+
+documents_table = Table(
+    "rag_documents",
+    _meta,
+    Column("namespace", String(512), primary_key=True),
+    Column("group_id", String(2048), primary_key=True),  # the record-manager group
+    Column("file_key", String(2048), nullable=False),
+    Column("source", String(2048), nullable=False),
+    Column("tenant", String(128), nullable=False),
+    Column("acl", String(8192), nullable=False),  # JSON list of tokens
+    Column("facets", String(65536), nullable=False),  # JSON: {"category": ..., "tags": [...]}
+    Column("chunks", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+FACET_FIELDS = ("category", "tags")
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    """One ingested document (a file, or one record of a JSONL file) as the state knows it."""
+
+    group_id: str
+    file_key: str
+    source: str
+    tenant: str
+    acl: list[str]
+    facets: dict[str, Any]
+    chunks: int
+    updated_at: float
 
 
 class IngestState:
@@ -179,6 +215,108 @@ class IngestState:
         if ids:
             self.record_manager.delete_keys(list(ids))
 
+    # -- documents (stats and facets without scanning the store) -------------------------
+    def record_documents(self, rows: Iterable[DocumentRow]) -> None:
+        """Insert or replace the rows of documents that were just (re)indexed."""
+        rows = list(rows)
+        if not rows:
+            return
+        table = documents_table
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(table).where(
+                    table.c.namespace == self.namespace,
+                    table.c.group_id.in_([r.group_id for r in rows]),
+                )
+            )
+            conn.execute(
+                table.insert(),
+                [
+                    {
+                        "namespace": self.namespace,
+                        "group_id": r.group_id,
+                        "file_key": r.file_key,
+                        "source": r.source,
+                        "tenant": r.tenant,
+                        "acl": json.dumps(r.acl),
+                        "facets": json.dumps(r.facets, ensure_ascii=False),
+                        "chunks": r.chunks,
+                        "updated_at": r.updated_at,
+                    }
+                    for r in rows
+                ],
+            )
+
+    def forget_documents(
+        self, *, groups: Iterable[str] = (), file_keys: Iterable[str] = ()
+    ) -> None:
+        groups, file_keys = list(groups), list(file_keys)
+        table = documents_table
+        with self.engine.begin() as conn:
+            if groups:
+                conn.execute(
+                    delete(table).where(
+                        table.c.namespace == self.namespace, table.c.group_id.in_(groups)
+                    )
+                )
+            if file_keys:
+                conn.execute(
+                    delete(table).where(
+                        table.c.namespace == self.namespace, table.c.file_key.in_(file_keys)
+                    )
+                )
+
+    def remove_chunks_of_sources(self, removed: Mapping[str, int]) -> None:
+        """After a delete by source or filter: `removed` maps source -> chunks deleted. A
+        document that lost all its chunks is forgotten; others keep a smaller count."""
+        if not removed:
+            return
+        table = documents_table
+        with self.engine.begin() as conn:
+            for source, n in removed.items():
+                row = conn.execute(
+                    select(table.c.group_id, table.c.chunks).where(
+                        table.c.namespace == self.namespace, table.c.source == source
+                    )
+                ).first()
+                if row is None:
+                    continue
+                where = (table.c.namespace == self.namespace) & (table.c.group_id == row[0])
+                if row[1] - n <= 0:
+                    conn.execute(delete(table).where(where))
+                else:
+                    conn.execute(update(table).where(where).values(chunks=row[1] - n))
+
+    def documents(self, *, tenant: str | None = None) -> list[DocumentRow]:
+        table = documents_table
+        query = select(table).where(table.c.namespace == self.namespace)
+        if tenant is not None:
+            query = query.where(table.c.tenant == tenant)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(table.c.tenant, table.c.source)).mappings().all()
+        return [
+            DocumentRow(
+                group_id=r["group_id"],
+                file_key=r["file_key"],
+                source=r["source"],
+                tenant=r["tenant"],
+                acl=list(json.loads(r["acl"])),
+                facets=dict(json.loads(r["facets"])),
+                chunks=int(r["chunks"]),
+                updated_at=float(r["updated_at"]),
+            )
+            for r in rows
+        ]
+
+    def has_documents(self) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(documents_table.c.group_id)
+                .where(documents_table.c.namespace == self.namespace)
+                .limit(1)
+            ).first()
+        return row is not None
+
     # -- fields -------------------------------------------------------------------------
     def record_fields(self, kinds: Mapping[str, FieldKind], *, tenant: str) -> None:
         """Add `kinds` to `tenant`'s field catalog (a field seen with two kinds is widened:
@@ -244,15 +382,19 @@ class IngestState:
             ).first()
         return old is not None
 
-    def rebuild_fields(self, metadatas: Iterable[Mapping[str, object]]) -> int:
-        """Rebuild the per-tenant catalog from stored records' metadata (the migration from
-        the tenant-less table). Returns the number of records read."""
+    def rebuild_from_records(self, records: Iterable[Any]) -> int:
+        """Rebuild the per-tenant field catalog and the document rows from the store's
+        records (the migration from a state database of an earlier version). Returns the
+        number of records read."""
         from rag_app.ingest.metadata import field_kind
 
         per_tenant: dict[str, dict[str, FieldKind]] = {}
+        docs: dict[str, dict[str, Any]] = {}
+        ids: list[str] = []
         n = 0
-        for meta in metadatas:
+        for record in records:
             n += 1
+            meta = record.metadata
             tenant = meta.get("tenant")
             if not isinstance(tenant, str):
                 continue
@@ -262,11 +404,46 @@ class IngestState:
                     continue
                 kind = field_kind(value)
                 kinds[key] = kind if key not in kinds else merge_kinds(kinds[key], kind)
+            ids.append(record.id)
+            source = str(meta.get("source", ""))
+            doc = docs.setdefault(source, {"meta": meta, "ids": []})
+            doc["ids"].append(record.id)
         for tenant, kinds in per_tenant.items():
             self.record_fields(kinds, tenant=tenant)
+        group_of = self._groups_of_keys(ids)
+        rows = []
+        now = time.time()
+        for source, doc in docs.items():
+            meta = doc["meta"]
+            group = next((group_of[i] for i in doc["ids"] if i in group_of), f"?{source}")
+            rows.append(
+                DocumentRow(
+                    group_id=group,
+                    file_key=group.split("#", 1)[0],
+                    source=source,
+                    tenant=str(meta["tenant"]),
+                    acl=[str(a) for a in meta.get("acl") or []],
+                    facets={f: meta[f] for f in FACET_FIELDS if f in meta},
+                    chunks=len(doc["ids"]),
+                    updated_at=now,
+                )
+            )
+        self.record_documents(rows)
         with self.engine.begin() as conn:
             conn.execute(delete(fields_table).where(fields_table.c.namespace == self.namespace))
         return n
+
+    def _groups_of_keys(self, keys: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        query = text(
+            "SELECT key, group_id FROM upsertion_record WHERE namespace = :ns AND key IN :keys"
+        ).bindparams(bindparam("keys", expanding=True))
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), 500):
+                batch = list(keys[start : start + 500])
+                for key, group in conn.execute(query, {"ns": self.namespace, "keys": batch}):
+                    out[str(key)] = str(group)
+        return out
 
     def close(self) -> None:
         self.engine.dispose()

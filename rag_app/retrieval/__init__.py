@@ -1,1 +1,2 @@
-"""Permission-aware search: raw retrievers (dense, BM25, fused, a store's native hybrid) behind one permission guard (import the submodules)."""
+"""Permission-aware search: raw retrievers (dense, BM25, fused, a store's native hybrid)
+behind one permission guard (import the submodules)."""

@@ -15,7 +15,7 @@ in hybrid fusion. It is *derived* from the store, never written to directly:
   before a search (one small read and one count).
 * **Never trusted for access.** The index's copy of texts and metadata can be stale (another
   host changed an ACL, a write has not been seen yet). `KeywordSearch` therefore confirms
-  every hit against the store's current record by id (`GuardedSearch.confirm_with_store`):
+  every hit against the store's current record by id (`search.confirm_with_store`):
   stale chunks are dropped, and the store's metadata decides access.
 * **Off the request path.** With ``background=True`` (``rag-app serve``) a stale index keeps
   serving (re-checked) results while a new one is built on a worker thread; only a process
@@ -50,18 +50,16 @@ from typing import Any
 
 import numpy as np
 
-from rag_app.access.filters import Node, matches, to_dict
-from rag_app.access.permissions import Principal
+from rag_app.access.filters import Node, matches
 from rag_app.errors import ConfigError
-from rag_app.retrieval.search import GuardedSearch, KnownFields, SearchResult
-from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
+from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits
+from rag_app.stores.base import IndexableStore, StoreHit, StoreRecord, indexable
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
 TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern
 MASK_CACHE_SIZE = 64
-MAX_FETCH = 4000  # how deep a search looks when confirmed hits were dropped
 
 
 class Analyzer:
@@ -137,9 +135,9 @@ class KeywordIndex:
 
     def __init__(
         self,
-        store: VectorStorePort,
+        store: IndexableStore,
         *,
-        generation: Callable[[], object],
+        generation: Callable[[], object] | None = None,
         directory: Path | None = None,
         background: bool = False,
         analyzer: Analyzer | None = None,
@@ -149,8 +147,9 @@ class KeywordIndex:
         title_field: str | None = "title",
         title_weight: int = 2,
     ) -> None:
-        self.store = store
-        self._generation = generation  # the store's change token (any value; compared as str)
+        self.store: IndexableStore = indexable(store, "keep a BM25 index")
+        # What tells the index it is stale: the store's change token unless given (tests).
+        self._generation = generation or self.store.change_token
         self.background = background
         self.directory = Path(directory) if directory is not None else None
         self.analyzer = analyzer or Analyzer()
@@ -422,12 +421,26 @@ class KeywordIndex:
         ]
 
 
-class KeywordSearch(GuardedSearch):
-    """BM25 retrieval as a principal: access filter AND caller filter applied as a pre-filter
-    inside the index, then every hit confirmed against the store's current record (the
-    index's own copy of the metadata never decides access)."""
+class KeywordRetriever:
+    """BM25 candidates from the index (a derived copy: the guard confirms every hit against
+    the store)."""
 
     name = "bm25"
+    from_store = False
+
+    def __init__(self, index: KeywordIndex) -> None:
+        self.index = index
+
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        return RawHits(self.index.search(query, k, where))
+
+
+class KeywordSearch(PermissionGuard):
+    """BM25 retrieval behind the guard: access filter AND caller filter applied as a
+    pre-filter inside the index, then every hit confirmed against the store's current record
+    (the index's own copy of the metadata never decides access)."""
+
+    raw: KeywordRetriever
 
     def __init__(
         self,
@@ -437,27 +450,14 @@ class KeywordSearch(GuardedSearch):
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
-        super().__init__(known_fields=known_fields, date_fields=date_fields, default_k=default_k)
-        self.index = index
-
-    def _search(
-        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
-    ) -> SearchResult:
-        fetch = k
-        while True:
-            hits = self.index.search(query, fetch, where)
-            allowed, dropped, stale = self.confirm_with_store(principal, self.index.store, hits, k)
-            # Hits dropped as stale or denied: look further down the ranking so k stays full.
-            if len(allowed) >= k or len(hits) < fetch or fetch >= MAX_FETCH:
-                break
-            fetch = min(fetch * 2 + k, MAX_FETCH)
-        return SearchResult(
-            hits=allowed,
-            effective_filter=to_dict(where),
-            dropped=dropped,
-            stale=stale,
-            retriever=self.name,
+        super().__init__(
+            KeywordRetriever(index),
+            index.store,
+            known_fields=known_fields,
+            date_fields=date_fields,
+            default_k=default_k,
         )
+        self.index = index
 
 
 def index_directory(data_dir: Path, store_location: str) -> Path:

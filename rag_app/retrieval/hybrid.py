@@ -1,8 +1,9 @@
-"""Hybrid retrieval: dense (`SecureSearch`) and BM25 (`KeywordSearch`) fused.
+"""Hybrid retrieval: dense and BM25 candidates fused (`FusedRetriever`), or a store's own
+hybrid search (`NativeHybridRetriever`), each behind the one permission guard.
 
-Both halves run as the same principal with the same caller filter, each with its own
-pre-filter and per-hit re-check; the fused list is re-checked once more. Nothing here can see
-a chunk that one of the halves would not return to this principal.
+Both halves run with the same effective filter (access AND caller) as a pre-filter; the guard
+re-checks the fused hits once (confirming the keyword half's hits against the store). Nothing
+here can return a chunk the principal may not read.
 
 Fusion (``RAG_FUSION``):
 
@@ -27,11 +28,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from rag_app.access.filters import Node, to_dict
-from rag_app.access.permissions import Principal
+from rag_app.access.filters import Node
+from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError
-from rag_app.retrieval.search import GuardedSearch, KnownFields, Searcher, SearchResult
-from rag_app.stores.base import StoreHit
+from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits, RawRetriever
+from rag_app.stores.base import NativeHybrid, StoreHit, VectorStorePort
 
 FusionMethod = Literal["rrf", "weighted"]
 FusionLevel = Literal["document", "chunk"]
@@ -116,27 +117,30 @@ def best_per_document(hits: Sequence[StoreHit]) -> dict[str, float]:
     return out
 
 
-# -- the searcher ---------------------------------------------------------------------------------
-class HybridSearch(GuardedSearch):
-    """Dense + BM25, fused; same guard as every searcher."""
+# -- the retrievers and the searcher -------------------------------------------------------------
+def raw_of(part: RawRetriever | PermissionGuard) -> RawRetriever:
+    """A hybrid half: a raw retriever, or the raw retriever inside a guarded searcher (hybrid
+    fuses raw candidates and is guarded once)."""
+    return part.raw if isinstance(part, PermissionGuard) else part
+
+
+class FusedRetriever:
+    """Dense + keyword candidates, fused (see the module docstring). Each half contributes
+    ``max(k, candidates)`` candidates; the fused list is cut to k."""
 
     name = "hybrid"
 
     def __init__(
         self,
-        dense: Searcher,
-        keyword: Searcher,
+        dense: RawRetriever,
+        keyword: RawRetriever,
         *,
         fusion: FusionMethod = "weighted",
         alpha: float = 0.5,
         rrf_k: int = 60,
         candidates: int = 100,
         level: FusionLevel = "document",
-        known_fields: KnownFields | None = None,
-        date_fields: tuple[str, ...] = (),
-        default_k: int = 5,
     ) -> None:
-        super().__init__(known_fields=known_fields, date_fields=date_fields, default_k=default_k)
         if fusion not in ("rrf", "weighted"):
             raise ConfigError(f"unknown fusion {fusion!r}; use rrf or weighted")
         if not 0.0 <= alpha <= 1.0:
@@ -152,6 +156,10 @@ class HybridSearch(GuardedSearch):
         self.level: FusionLevel = level
 
     @property
+    def from_store(self) -> bool:
+        return bool(self.dense.from_store and self.keyword.from_store)
+
+    @property
     def config(self) -> dict[str, Any]:
         return {
             "fusion": self.fusion,
@@ -161,27 +169,13 @@ class HybridSearch(GuardedSearch):
             "level": self.level,
         }
 
-    def _search(
-        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
-    ) -> SearchResult:
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         depth = max(k, self.candidates)
-        # Each half applies the access filter itself (pre-filter + re-check); the parsed
-        # caller filter is passed on as a node, so it is validated once.
-        dense = self.dense.search(principal, query, filter=caller, k=depth)
-        sparse = self.keyword.search(principal, query, filter=caller, k=depth)
-        if dense.denied or sparse.denied:
-            return self._denied()
-        ranked, details = self._fuse(dense.hits, sparse.hits)
-        allowed, dropped = self.recheck(principal, ranked)  # before truncating: k stays full
-        allowed = allowed[:k]
-        return SearchResult(
-            hits=allowed,
-            effective_filter=to_dict(where),
-            dropped=dense.dropped + sparse.dropped + dropped,
-            stale=dense.stale + sparse.stale,
-            retriever=self.name,
-            details={hit.id: details[hit.id] for hit in allowed},
-        )
+        dense = self.dense.retrieve(query, depth, where, tenant).hits
+        sparse = self.keyword.retrieve(query, depth, where, tenant).hits
+        ranked, details = self._fuse(dense, sparse)
+        ranked = ranked[:k]
+        return RawHits(ranked, {h.id: details[h.id] for h in ranked})
 
     def _fuse(
         self, dense: Sequence[StoreHit], sparse: Sequence[StoreHit]
@@ -229,3 +223,77 @@ class HybridSearch(GuardedSearch):
                 info["bm25"] = s_chunk[cid]
             details[cid] = info
         return ranked, details
+
+
+class HybridSearch(PermissionGuard):
+    """Dense + BM25 fused, behind the one guard (hits of the keyword half are confirmed
+    against the store after fusion, like every derived hit)."""
+
+    raw: FusedRetriever
+
+    def __init__(
+        self,
+        dense: RawRetriever | PermissionGuard,
+        keyword: RawRetriever | PermissionGuard,
+        *,
+        store: VectorStorePort | None = None,
+        fusion: FusionMethod = "weighted",
+        alpha: float = 0.5,
+        rrf_k: int = 60,
+        candidates: int = 100,
+        level: FusionLevel = "document",
+        known_fields: KnownFields | None = None,
+        date_fields: tuple[str, ...] = (),
+        default_k: int = 5,
+    ) -> None:
+        fused = FusedRetriever(
+            raw_of(dense),
+            raw_of(keyword),
+            fusion=fusion,
+            alpha=alpha,
+            rrf_k=rrf_k,
+            candidates=candidates,
+            level=level,
+        )
+        owner = store or _store_of(dense) or _store_of(keyword)
+        super().__init__(
+            fused, owner, known_fields=known_fields, date_fields=date_fields, default_k=default_k
+        )
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.raw.config
+
+    @property
+    def fusion(self) -> FusionMethod:
+        return self.raw.fusion
+
+    @property
+    def alpha(self) -> float:
+        return self.raw.alpha
+
+
+def _store_of(part: object) -> VectorStorePort | None:
+    for holder in (part, getattr(part, "raw", None), getattr(part, "index", None)):
+        store = getattr(holder, "store", None)
+        if isinstance(store, VectorStorePort):
+            return store
+    return None
+
+
+class NativeHybridRetriever:
+    """A store's own hybrid search (keyword + vector fused inside the store, e.g. Weaviate's
+    BM25F + near_vector with relative score fusion). Its hits are the store's records."""
+
+    name = "hybrid"
+    from_store = True
+
+    def __init__(self, store: NativeHybrid, embeddings: EmbeddingModel, *, alpha: float) -> None:
+        self.store = store
+        self.embeddings = embeddings
+        self.alpha = alpha
+
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        vector = self.embeddings.embed_query(query)
+        hits = self.store.hybrid_query(query, vector, k, where, tenant=tenant, alpha=self.alpha)
+        return RawHits(hits, {h.id: {"fused": h.score} for h in hits})

@@ -1,24 +1,24 @@
 """Permission-aware search: the only read path to a store.
 
-Every query ANDs the principal's access filter with the caller's filter inside the store
-query (pre-filter, so k is never starved), then re-checks every hit and drops (and logs) any
-that the principal may not read. Any error while building the access filter or checking hits
-returns no documents. Errors in the caller's own filter are reported (`FilterError`): they
-are the caller's to fix, and they can never widen access.
+Retrieval is split in two roles:
 
-`Searcher` is the one entry point every reader uses (CLI, evaluation, chat chain): dense
-`SecureSearch` here, `KeywordSearch` (BM25, `rag_app.retrieval.bm25`) and `HybridSearch`
-(`rag_app.retrieval.hybrid`) implement it with the same guard (`GuardedSearch`).
+* **Raw retrievers** (`RawRetriever`) find candidates for a query within a filter: dense
+  (`DenseRetriever`, the store's vector query), keyword (`rag_app.retrieval.bm25`), fused
+  (`rag_app.retrieval.hybrid`) or a store's native hybrid search. They never decide access.
+* **One guard** (`PermissionGuard`) wraps any raw retriever and is what every reader calls
+  (CLI, evaluation, chat chain, UI): it validates the caller's filter against the field
+  catalog of the principal's own tenant, bounds k, builds the access filter (failing closed:
+  any error returns nothing), runs the raw retriever with ``access AND caller`` as a
+  pre-filter (so k is never starved) and the principal's tenant (stores with native tenant
+  isolation use it as a first wall), and re-checks every hit before returning it.
 
-The re-check judges a hit by the *store's current record*. Dense hits are that record (the
-store just answered the query). Hits from a derived copy (the BM25 index keeps its own copy
-of every chunk) are confirmed with one get-by-id round trip (`confirm_with_store`): a chunk
-the store no longer holds is dropped as stale, and text and metadata are replaced by the
-store's, so a copy built before an ACL change or a delete (on this host or another one that
-shares the store) can never decide access.
-
-The caller's filter is validated against the field catalog of the principal's own tenant:
-another tenant's field names are neither listed in errors nor accepted.
+The re-check judges a hit by the *store's current record*. Hits of a retriever that reads the
+store itself (`RawRetriever.from_store`) are that record. Hits of a derived copy (the BM25
+index keeps its own copy of every chunk) are fetched again by id from the store in one round
+trip (`confirm_with_store`): a chunk the store no longer holds is dropped as stale, and text
+and metadata are replaced by the store's, so a copy built before an ACL change or a delete (on
+this host or another that shares the store) can never decide access. Dropped hits do not cost
+places: the guard asks the retriever for more until k are allowed or it has no more.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from rag_app.access.filters import FieldKind, Node, parse_filter, to_dict
 from rag_app.access.permissions import Principal, can_read, effective_filter
 from rag_app.embeddings import EmbeddingModel
-from rag_app.errors import FilterError
+from rag_app.errors import ConfigError, FilterError
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 log = logging.getLogger(__name__)
@@ -40,18 +40,44 @@ audit = logging.getLogger("rag_app.audit")
 FilterInput = Mapping[str, Any] | str | Node | None
 # tenant -> that tenant's field catalog (name -> kind)
 KnownFields = Callable[[str], Mapping[str, FieldKind]]
+MAX_K = 1000
+MAX_FETCH = 4000  # how deep the guard looks when hits were dropped
 
 
 @dataclass(frozen=True)
 class SearchResult:
     hits: list[StoreHit]
     effective_filter: dict[str, Any]
-    dropped: int = 0  # hits removed by the per-hit re-check (should always be 0)
+    dropped: int = 0  # hits removed by the re-check for access (should always be 0)
     stale: int = 0  # hits of a derived index that the store no longer holds (dropped too)
     denied: bool = False  # the access filter could not be built: nothing was searched
-    retriever: str = "dense"  # dense | bm25 | hybrid
+    retriever: str = "dense"  # dense | bm25 | hybrid | native-hybrid
     # Per-hit details of hybrid retrieval (chunk id -> {"dense": score, "bm25": score, ...}).
     details: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawHits:
+    """What a raw retriever found, best first."""
+
+    hits: list[StoreHit]
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RawRetriever(Protocol):
+    """Candidates for a query among the records matching `where`, best first (at most `k`).
+    `where` always holds the access filter; `tenant` is the principal's tenant."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def from_store(self) -> bool:
+        """True when hits are the store's current records (no confirmation by id needed)."""
+        ...
+
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits: ...
 
 
 @runtime_checkable
@@ -76,24 +102,100 @@ class Searcher(Protocol):
     def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]: ...
 
 
-class GuardedSearch:
-    """The guard shared by every searcher: caller-filter validation, k bounds, the access
-    filter (fail closed) and the per-hit re-check."""
+class DenseRetriever:
+    """The store's own vector query (the access filter runs inside it)."""
 
-    name = "guarded"
+    name = "dense"
+    from_store = True
+
+    def __init__(self, store: VectorStorePort, embeddings: EmbeddingModel) -> None:
+        self.store = store
+        self.embeddings = embeddings
+
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        return self.retrieve_vector(self.embeddings.embed_query(query), k, where, tenant)
+
+    def retrieve_vector(self, vector: Sequence[float], k: int, where: Node, tenant: str) -> RawHits:
+        return RawHits(self.store.query(vector, k, where, tenant=tenant))
+
+
+def recheck(principal: Principal, hits: Sequence[StoreHit]) -> tuple[list[StoreHit], int]:
+    """Drop (and log) every hit the principal may not read: (allowed, dropped)."""
+    allowed: list[StoreHit] = []
+    dropped = 0
+    for hit in hits:
+        try:
+            ok = can_read(principal, hit.metadata)
+        except Exception:
+            ok = False
+        if ok:
+            allowed.append(hit)
+        else:
+            dropped += 1
+            audit.error(
+                "retrieval returned chunk %s (tenant=%r) outside %s's access; dropped",
+                hit.id,
+                hit.metadata.get("tenant") if isinstance(hit.metadata, Mapping) else None,
+                principal.describe(),
+            )
+    return allowed, dropped
+
+
+def confirm_with_store(
+    principal: Principal, store: VectorStorePort, hits: Sequence[StoreHit]
+) -> tuple[list[StoreHit], int, int]:
+    """Re-check hits of a derived copy against the store's current records (one get by id):
+    (allowed hits carrying the store's text and metadata, dropped for access, stale). A store
+    error propagates: unconfirmed hits are never returned."""
+    if not hits:
+        return [], 0, 0
+    current: dict[str, StoreRecord] = {
+        r.id: r for r in store.get([h.id for h in hits], tenant=principal.tenant)
+    }
+    fresh: list[StoreHit] = []
+    stale = 0
+    for hit in hits:
+        record = current.get(hit.id)
+        if record is None:
+            stale += 1
+            log.info("index hit %s is no longer in the store; dropped", hit.id)
+            continue
+        fresh.append(
+            StoreHit(id=hit.id, text=record.text or "", metadata=record.metadata, score=hit.score)
+        )
+    allowed, dropped = recheck(principal, fresh)
+    return allowed, dropped, stale
+
+
+class PermissionGuard:
+    """The one guard around a raw retriever (see the module docstring)."""
 
     def __init__(
         self,
+        raw: RawRetriever,
+        store: VectorStorePort | None,
         *,
         known_fields: KnownFields | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
+        if store is None and not raw.from_store:
+            raise ConfigError(
+                f"the {raw.name} retriever reads a derived copy: the guard needs the store to "
+                "confirm its hits against"
+            )
+        self.raw = raw
+        self.store = store
         self._known_fields = known_fields
         self.date_fields = date_fields
         self.default_k = default_k
         self._fields_cache: dict[str, dict[str, FieldKind]] = {}
 
+    @property
+    def name(self) -> str:
+        return self.raw.name
+
+    # -- the caller's filter ------------------------------------------------------------------
     def _fields(self, tenant: str, refresh: bool = False) -> Mapping[str, FieldKind] | None:
         if self._known_fields is None:
             return None
@@ -126,8 +228,8 @@ class GuardedSearch:
 
     def _check_k(self, k: int | None) -> int:
         k = self.default_k if k is None else k
-        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-            raise FilterError(f"k must be an integer between 1 and 1000, got {k!r}")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
+            raise FilterError(f"k must be an integer between 1 and {MAX_K}, got {k!r}")
         return k
 
     def _access(self, principal: Principal, caller: Node | None) -> Node | None:
@@ -146,16 +248,16 @@ class GuardedSearch:
 
     def _guard(
         self, principal: Principal, filter: FilterInput, k: int | None
-    ) -> tuple[int, Node, Node | None] | None:
-        """The prologue of every search: (k, access AND caller filter, parsed caller filter),
-        or None when the access filter cannot be built (the caller returns `_denied()`)."""
+    ) -> tuple[int, Node] | None:
+        """(k, access AND caller filter), or None when the access filter cannot be built."""
         caller = self.parse_caller_filter(filter, principal)
         checked_k = self._check_k(k)
         where = self._access(principal, caller)
         if where is None:
             return None
-        return checked_k, where, caller
+        return checked_k, where
 
+    # -- search -------------------------------------------------------------------------------
     def search(
         self,
         principal: Principal,
@@ -167,85 +269,45 @@ class GuardedSearch:
         guarded = self._guard(principal, filter, k)
         if guarded is None:
             return self._denied()
-        checked_k, where, caller = guarded
-        return self._search(principal, query, checked_k, where, caller)
-
-    def _search(
-        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
-    ) -> SearchResult:
-        """Search with the guard's filter already built (`where` holds the access filter)."""
-        raise NotImplementedError
-
-    def _result(self, principal: Principal, hits: Sequence[StoreHit], where: Node) -> SearchResult:
-        """The epilogue: re-check every hit, report the effective filter."""
-        allowed, dropped = self.recheck(principal, hits)
-        return SearchResult(
-            hits=allowed, effective_filter=to_dict(where), dropped=dropped, retriever=self.name
+        checked_k, where = guarded
+        return self._collect(
+            principal,
+            checked_k,
+            where,
+            lambda n: self.raw.retrieve(query, n, where, principal.tenant),
         )
 
-    @staticmethod
-    def recheck(principal: Principal, hits: Sequence[StoreHit]) -> tuple[list[StoreHit], int]:
-        """Drop (and log) every hit the principal may not read: (allowed, dropped)."""
-        allowed: list[StoreHit] = []
-        dropped = 0
-        for hit in hits:
-            try:
-                ok = can_read(principal, hit.metadata)
-            except Exception:
-                ok = False
-            if ok:
-                allowed.append(hit)
+    def _collect(
+        self, principal: Principal, k: int, where: Node, fetch: Callable[[int], RawHits]
+    ) -> SearchResult:
+        """Ask the raw retriever for k hits, re-check them, and ask for more (doubling) while
+        hits were dropped and it may have more."""
+        n = k
+        while True:
+            found = fetch(n)
+            if self.raw.from_store or self.store is None:
+                allowed, dropped = recheck(principal, found.hits)
+                stale = 0
             else:
-                dropped += 1
-                audit.error(
-                    "store returned chunk %s (tenant=%r) outside %s's access; dropped",
-                    hit.id,
-                    hit.metadata.get("tenant") if isinstance(hit.metadata, Mapping) else None,
-                    principal.describe(),
-                )
-        return allowed, dropped
-
-    @classmethod
-    def confirm_with_store(
-        cls,
-        principal: Principal,
-        store: VectorStorePort,
-        ranked: Sequence[StoreHit],
-        k: int,
-    ) -> tuple[list[StoreHit], int, int]:
-        """Re-check hits of a derived index against the store's current records, in rank
-        order, until `k` are allowed: (allowed hits carrying the store's text and metadata,
-        dropped for access, stale). Usually one round trip of `k` ids; more only when hits
-        were dropped. A store error propagates: unconfirmed hits are never returned."""
-        allowed: list[StoreHit] = []
-        dropped = stale = 0
-        pos = 0
-        while len(allowed) < k and pos < len(ranked):
-            window = ranked[pos : pos + max(k - len(allowed), 1)]
-            pos += len(window)
-            current: dict[str, StoreRecord] = {r.id: r for r in store.get([h.id for h in window])}
-            fresh: list[StoreHit] = []
-            for hit in window:
-                record = current.get(hit.id)
-                if record is None:
-                    stale += 1
-                    log.info("index hit %s is no longer in the store; dropped", hit.id)
-                    continue
-                fresh.append(
-                    StoreHit(
-                        id=hit.id, text=record.text or "", metadata=record.metadata, score=hit.score
-                    )
-                )
-            ok, denied = cls.recheck(principal, fresh)
-            allowed.extend(ok)
-            dropped += denied
-        return allowed[:k], dropped, stale
+                allowed, dropped, stale = confirm_with_store(principal, self.store, found.hits)
+            if len(allowed) >= k or len(found.hits) < n or n >= MAX_FETCH:
+                break
+            n = min(n * 2 + k, MAX_FETCH)
+        allowed = allowed[:k]
+        return SearchResult(
+            hits=allowed,
+            effective_filter=to_dict(where),
+            dropped=dropped,
+            stale=stale,
+            retriever=self.name,
+            details={h.id: found.details[h.id] for h in allowed if h.id in found.details},
+        )
 
 
-class SecureSearch(GuardedSearch):
-    """Dense retrieval: the access filter runs inside the vector store's query."""
+class SecureSearch(PermissionGuard):
+    """Dense retrieval behind the guard (the access filter runs inside the store's query)."""
 
-    name = "dense"
+    raw: DenseRetriever
 
     def __init__(
         self,
@@ -256,16 +318,14 @@ class SecureSearch(GuardedSearch):
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
     ) -> None:
-        super().__init__(known_fields=known_fields, date_fields=date_fields, default_k=default_k)
-        self.store = store
-        self.embeddings = embeddings
-
-    def _search(
-        self, principal: Principal, query: str, k: int, where: Node, caller: Node | None
-    ) -> SearchResult:
-        return self._result(
-            principal, self.store.query(self.embeddings.embed_query(query), k, where), where
+        super().__init__(
+            DenseRetriever(store, embeddings),
+            store,
+            known_fields=known_fields,
+            date_fields=date_fields,
+            default_k=default_k,
         )
+        self.embeddings = embeddings
 
     def search_by_vector(
         self,
@@ -278,5 +338,10 @@ class SecureSearch(GuardedSearch):
         guarded = self._guard(principal, filter, k)
         if guarded is None:
             return self._denied()
-        checked_k, where, _ = guarded
-        return self._result(principal, self.store.query(vector, checked_k, where), where)
+        checked_k, where = guarded
+        return self._collect(
+            principal,
+            checked_k,
+            where,
+            lambda n: self.raw.retrieve_vector(vector, n, where, principal.tenant),
+        )

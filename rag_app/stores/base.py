@@ -1,17 +1,31 @@
-"""The store port: the one small protocol every vector store adapter implements.
+"""The store port: a small core protocol every vector store adapter implements, plus optional
+capabilities an adapter declares by implementing them.
 
 Adapters receive vectors (embedding happens above them) and filters in the portable grammar
-(`rag_app.access.filters`), which each adapter translates to its native syntax. Callers
-never pass native filters, so one access-control implementation covers every store.
+(`rag_app.access.filters`), which each adapter translates to its native syntax. Callers never
+pass native filters, so one access-control implementation covers every store.
+
+**Tenants.** Every read names the tenant it is for (`tenant=`), and every record carries its
+tenant in its metadata. A store with native isolation (Pinecone namespaces, Weaviate tenants)
+keeps each tenant's records apart and searches only the named tenant; a store without it
+(Chroma) adds ``tenant == <tenant>`` to the query. The portable access filter, which also
+names the tenant, still runs inside every query: two walls, not one. ``tenant=None`` means
+records without a tenant (the default partition) for a partitioned store, and the whole
+collection for Chroma: only tools that act for an operator use it.
+
+**Capabilities** (`Scannable`, `ChangeTracking`, `NativeHybrid`): callers ask with
+`isinstance(store, Capability)` and fall back, or call `scannable`, `indexable` or
+`native_hybrid`, which give a clear error when the store lacks one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from rag_app.access.filters import Node
+from rag_app.errors import ConfigError
 
 Metadata = dict[str, Any]
 
@@ -43,7 +57,7 @@ class StoreInfo:
 
 @runtime_checkable
 class VectorStorePort(Protocol):
-    """What the rest of the application needs from a vector store."""
+    """The core every store implements."""
 
     @property
     def info(self) -> StoreInfo: ...
@@ -55,34 +69,95 @@ class VectorStorePort(Protocol):
         vectors: Sequence[Sequence[float]],
         metadatas: Sequence[Metadata],
     ) -> None:
-        """Insert or replace records by id (idempotent)."""
+        """Insert or replace records by id (idempotent; metadata is replaced, not merged).
+        Each record goes to the tenant named by its metadata's ``tenant``."""
         ...
 
-    def delete(self, ids: Sequence[str]) -> None:
-        """Delete records by id; unknown ids are ignored."""
+    def delete(self, ids: Sequence[str], *, tenant: str | None = None) -> None:
+        """Delete records by id; unknown ids are ignored. Without a tenant, a partitioned
+        store deletes the ids from whichever tenant holds them."""
         ...
 
-    def query(self, vector: Sequence[float], k: int, where: Node | None) -> list[StoreHit]:
-        """Top-k by similarity among records matching `where` (a pre-filter, applied inside
-        the store's search so that k is never starved)."""
+    def query(
+        self, vector: Sequence[float], k: int, where: Node | None, *, tenant: str | None = None
+    ) -> list[StoreHit]:
+        """Top-k by similarity among `tenant`'s records matching `where` (a pre-filter,
+        applied inside the store's search so that k is never starved)."""
         ...
 
-    def get(self, ids: Sequence[str]) -> list[StoreRecord]:
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[StoreRecord]:
         """The current records (with text) of those `ids` that exist, in one round trip.
-        Used to re-check hits of derived indexes against the store's current metadata."""
+        Used to re-check hits of derived indexes against the store's current metadata. A
+        partitioned store looks only in `tenant`'s partition; one without partitions returns
+        the records wherever they are (the caller re-checks them either way)."""
         ...
 
-    def change_token(self) -> str:
-        """An opaque token that changes whenever any writer changes the store (seen by every
-        host that shares it); derived indexes compare it to decide whether they are stale."""
+    def count(self, *, tenant: str | None = None) -> int:
+        """Records of `tenant` (None: all records)."""
         ...
-
-    def records(
-        self, where: Node | None = None, *, with_text: bool = False
-    ) -> Iterator[StoreRecord]:
-        """Iterate over records matching `where` (for stats, deletes and keyword indexes)."""
-        ...
-
-    def count(self) -> int: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Scannable(Protocol):
+    """The store can list its records (keyword index builds, stats fallbacks, export)."""
+
+    def records(
+        self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
+    ) -> Iterator[StoreRecord]: ...
+
+
+@runtime_checkable
+class ChangeTracking(Protocol):
+    """The store keeps a token that every write replaces, visible to every host."""
+
+    def change_token(self) -> str: ...
+
+
+@runtime_checkable
+class NativeHybrid(Protocol):
+    """The store fuses keyword and vector search itself (Weaviate hybrid, Pinecone
+    sparse-dense). `alpha` weighs the vector side (1.0: vector only)."""
+
+    def hybrid_query(
+        self,
+        text: str,
+        vector: Sequence[float],
+        k: int,
+        where: Node | None,
+        *,
+        tenant: str | None,
+        alpha: float,
+    ) -> list[StoreHit]: ...
+
+
+@runtime_checkable
+class IndexableStore(VectorStorePort, Scannable, ChangeTracking, Protocol):
+    """What a derived index (BM25) needs: scan the records and notice changes."""
+
+
+def _check(store: object, capability: type, purpose: str) -> None:
+    if not isinstance(store, capability):
+        backend = getattr(getattr(store, "info", None), "backend", type(store).__name__)
+        raise ConfigError(
+            f"the {backend} store cannot {purpose}: it lacks the {capability.__name__} capability"
+        )
+
+
+def scannable(store: object, purpose: str) -> Scannable:
+    """`store` as `Scannable`, or a `ConfigError` naming what is missing and what for."""
+    _check(store, Scannable, purpose)
+    return cast(Scannable, store)
+
+
+def indexable(store: object, purpose: str) -> IndexableStore:
+    """`store` as `IndexableStore` (scanning and a change token), or a `ConfigError`."""
+    _check(store, IndexableStore, purpose)
+    return cast(IndexableStore, store)
+
+
+def native_hybrid(store: object, purpose: str) -> NativeHybrid:
+    """`store` as `NativeHybrid`, or a `ConfigError`."""
+    _check(store, NativeHybrid, purpose)
+    return cast(NativeHybrid, store)

@@ -1,4 +1,13 @@
-"""Chroma adapter: embedded (`PersistentClient`) or a Chroma server (`HttpClient`)."""
+"""Chroma adapter: embedded (`PersistentClient`) or a Chroma server (`HttpClient`).
+
+Settings (`ChromaOptions`, environment prefix ``RAG_CHROMA_``): ``RAG_CHROMA_URL`` points at a
+Chroma server; unset, the collection lives under ``<data_dir>/chroma``. Capabilities: scanning
+and a change token (kept in the collection's metadata); no native hybrid search.
+
+Why the native client and not langchain-chroma 1.1.0: its
+`similarity_search_by_vector_with_relevance_scores` returns the raw distance, re-adding an id
+keeps stale metadata keys, and `add_texts` does not split batches to the server's limit.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from rag_app.access.filters import And, Cmp, Node, Or
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag_app.access.filters import And, Cmp, Node, Or, and_
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
 
@@ -41,6 +53,13 @@ def translate(node: Node) -> dict[str, Any]:
             value = values
         return {node.field: {node.op: value}}
     raise StoreError(f"cannot translate filter node {node!r}")
+
+
+def _in_tenant(where: Node | None, tenant: str | None) -> Node | None:
+    """Chroma has no native tenant isolation: a tenant becomes part of the filter."""
+    if tenant is None:
+        return where
+    return and_(Cmp("tenant", "$eq", tenant), where)
 
 
 class ChromaStore:
@@ -165,12 +184,13 @@ class ChromaStore:
             for key in (old.get(record_id) or {}).keys() - meta.keys():
                 meta[key] = None
 
-    def delete(self, ids: Sequence[str]) -> None:
+    def delete(self, ids: Sequence[str], *, tenant: str | None = None) -> None:
+        native: Any = {"tenant": {"$eq": tenant}} if tenant is not None else None
         try:
             for start in range(0, len(ids), self._max_batch):
                 batch = list(ids[start : start + self._max_batch])
                 if batch:
-                    self._collection.delete(ids=batch)
+                    self._collection.delete(ids=batch, where=native)
         except Exception as exc:
             self._touch_after_failure()
             raise StoreError(f"Chroma delete failed: {exc}") from exc
@@ -184,12 +204,15 @@ class ChromaStore:
         except StoreError:
             log.warning("could not record a partial change of %s", self._info.collection)
 
-    def query(self, vector: Sequence[float], k: int, where: Node | None) -> list[StoreHit]:
+    def query(
+        self, vector: Sequence[float], k: int, where: Node | None, *, tenant: str | None = None
+    ) -> list[StoreHit]:
         kwargs: dict[str, Any] = {
             "query_embeddings": [list(vector)],
             "n_results": k,
             "include": ["documents", "metadatas", "distances"],
         }
+        where = _in_tenant(where, tenant)
         if where is not None:
             kwargs["where"] = translate(where)
         try:
@@ -206,10 +229,11 @@ class ChromaStore:
         ]
 
     def records(
-        self, where: Node | None = None, *, with_text: bool = False
+        self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
     ) -> Iterator[StoreRecord]:
         include: list[Any] = ["metadatas", "documents"] if with_text else ["metadatas"]
         offset = 0
+        where = _in_tenant(where, tenant)
         native = translate(where) if where is not None else None
         while True:
             res = self._collection.get(where=native, include=include, limit=_PAGE, offset=offset)
@@ -228,15 +252,21 @@ class ChromaStore:
                 return
             offset += len(ids)
 
-    def count(self) -> int:
-        return int(self._collection.count())
+    def count(self, *, tenant: str | None = None) -> int:
+        if tenant is None:
+            return int(self._collection.count())
+        native: Any = {"tenant": {"$eq": tenant}}
+        return len(self._collection.get(where=native, include=[])["ids"])
 
     def close(self) -> None:
         # PersistentClient keeps no sockets; dropping references is enough.
         self._collection = None  # type: ignore[assignment]
 
-    def get(self, ids: Sequence[str]) -> list[StoreRecord]:
-        """The current records (text and metadata) of `ids` that still exist, in one call."""
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[StoreRecord]:
+        """The current records (text and metadata) of `ids` that still exist, in one call.
+        Chroma has no tenant partitions, so `tenant` does not narrow the look-up: a record of
+        another tenant comes back as it is, and the caller's re-check drops it (and logs it
+        as an access alarm instead of a stale hit)."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return []
@@ -271,3 +301,38 @@ class ChromaStore:
             raise StoreError(
                 f"Chroma wrote the records but could not record the change: {exc}"
             ) from exc
+
+
+class ChromaOptions(BaseSettings):
+    """Chroma-specific settings (environment prefix ``RAG_CHROMA_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_CHROMA_", extra="forbid")
+
+    url: str | None = Field(
+        None, description="Chroma server URL (e.g. http://127.0.0.1:8000); unset = embedded."
+    )
+
+
+def _location(settings: Any, options: ChromaOptions) -> str:
+    where = options.url or str((settings.data_dir / "chroma").resolve())
+    return f"chroma:{where}:{settings.collection}"
+
+
+def _open(request: Any) -> ChromaStore:
+    options: ChromaOptions = request.options
+    return ChromaStore(
+        collection=request.settings.collection,
+        dimension=request.dimension,
+        embedding_model=request.embedding_model,
+        path=None if options.url else request.settings.data_dir / "chroma",
+        url=options.url,
+    )
+
+
+def _spec() -> Any:
+    from rag_app.stores.registry import StoreSpec
+
+    return StoreSpec(name="chroma", settings_model=ChromaOptions, open=_open, location=_location)
+
+
+SPEC = _spec()

@@ -221,7 +221,7 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
     def on_load(request: gr.Request) -> tuple[Any, ...]:
         try:
             principal = _principal(app, request)
-            cats, tags = facet_choices(app.store, principal)
+            cats, tags = facet_choices(app.state, principal)
             grants = grant_choices(principal)
             record = app.users.record(str(principal.user_id))
             who = (

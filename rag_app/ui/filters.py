@@ -7,9 +7,9 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from rag_app.access.permissions import Principal, access_filter
+from rag_app.access.permissions import Principal, can_read
 from rag_app.errors import FilterError
-from rag_app.stores.base import VectorStorePort
+from rag_app.ingest.state import IngestState
 
 
 def build_ui_filter(
@@ -52,16 +52,19 @@ def build_ui_filter(
 
 
 def facet_choices(
-    store: VectorStorePort, principal: Principal, *, limit: int = 200
+    state: IngestState, principal: Principal, *, limit: int = 200
 ) -> tuple[list[str], list[str]]:
-    """Categories and tags present in documents `principal` may read."""
+    """Categories and tags present in documents `principal` may read (from the ingest
+    state's document rows, each checked with the same rule as every hit)."""
     categories: set[str] = set()
     tags: set[str] = set()
-    for record in store.records(access_filter(principal)):
-        category = record.metadata.get("category")
+    for doc in state.documents(tenant=principal.tenant):
+        if not can_read(principal, {"tenant": doc.tenant, "acl": doc.acl}):
+            continue
+        category = doc.facets.get("category")
         if isinstance(category, str):
             categories.add(category)
-        value = record.metadata.get("tags")
+        value = doc.facets.get("tags")
         if isinstance(value, list):
             tags.update(t for t in value if isinstance(t, str))
     return sorted(categories)[:limit], sorted(tags)[:limit]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from rag_app.access.filters import Node
 from rag_app.access.permissions import Principal
 from rag_app.app import App
 from rag_app.errors import ConfigError
@@ -21,7 +22,7 @@ from rag_app.retrieval.hybrid import (
     rrf,
     weighted,
 )
-from rag_app.retrieval.search import FilterInput, Searcher, SearchResult
+from rag_app.retrieval.search import RawHits, Searcher
 from rag_app.settings import Settings
 from rag_app.stores.base import StoreHit
 from tests.fakes import HashEmbeddings
@@ -99,23 +100,18 @@ def test_document_aggregation_is_max() -> None:
 
 
 class Fixed:
-    """A searcher returning fixed hits (ranked as given)."""
+    """A raw retriever returning fixed hits (ranked as given)."""
 
-    default_k = 5
+    from_store = True
 
     def __init__(self, name: str, hits: list[StoreHit]) -> None:
         self.name = name
         self.hits = hits
         self.asked: list[int | None] = []
 
-    def search(
-        self, principal: Principal, query: str, *, filter: FilterInput = None, k: int | None = None
-    ) -> SearchResult:
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         self.asked.append(k)
-        return SearchResult(hits=self.hits[: k or 5], effective_filter={}, retriever=self.name)
-
-    def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
-        return {}
+        return RawHits(self.hits[:k])
 
 
 def test_document_level_fusion_joins_chunks_of_one_document() -> None:

@@ -23,7 +23,7 @@ from rag_app.errors import AccessDenied, FilterError, StoreError
 from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch
 from rag_app.retrieval.hybrid import HybridSearch
 from rag_app.retrieval.retriever import PermissionAwareRetriever
-from rag_app.retrieval.search import FilterInput, Searcher, SearchResult, SecureSearch
+from rag_app.retrieval.search import RawHits, Searcher, SecureSearch
 from rag_app.stores.base import StoreHit, StoreInfo, StoreRecord, VectorStorePort
 from rag_app.stores.chroma import ChromaStore
 from tests.fakes import HashEmbeddings
@@ -376,28 +376,30 @@ class SpyStore:
     def upsert(self, *args: Any) -> None:
         raise AssertionError("search must not write")
 
-    def delete(self, ids: Sequence[str]) -> None:
+    def delete(self, ids: Sequence[str], *, tenant: str | None = None) -> None:
         raise AssertionError("search must not delete")
 
-    def query(self, vector: Sequence[float], k: int, where: Node | None) -> list[StoreHit]:
+    def query(
+        self, vector: Sequence[float], k: int, where: Node | None, *, tenant: str | None = None
+    ) -> list[StoreHit]:
         self.calls.append(("query", where))
-        hits = self.inner.query(vector, k, where) if self.inner else []
+        hits = self.inner.query(vector, k, where, tenant=tenant) if self.inner else []
         return [*hits, *self.inject]
 
     def records(
-        self, where: Node | None = None, *, with_text: bool = False
+        self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
     ) -> Iterator[StoreRecord]:
         self.calls.append(("records", where))
         return iter(())
 
-    def get(self, ids: Sequence[str]) -> list[StoreRecord]:
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[StoreRecord]:
         self.calls.append(("get", list(ids)))
-        return self.inner.get(ids) if self.inner else []
+        return self.inner.get(ids, tenant=tenant) if self.inner else []
 
     def change_token(self) -> str:
         return self.inner.change_token() if self.inner else ""
 
-    def count(self) -> int:
+    def count(self, *, tenant: str | None = None) -> int:
         return 0
 
     def close(self) -> None:
@@ -409,7 +411,9 @@ class FailingStore(SpyStore):
         super().__init__()
         self.exc = exc
 
-    def query(self, vector: Sequence[float], k: int, where: Node | None) -> list[StoreHit]:
+    def query(
+        self, vector: Sequence[float], k: int, where: Node | None, *, tenant: str | None = None
+    ) -> list[StoreHit]:
         self.calls.append(("query", where))
         raise self.exc
 
@@ -563,21 +567,16 @@ class SpyIndex(KeywordIndex):
 
 
 class LeakyHalf:
-    """A searcher that returns whatever it is given, ignoring access (a broken half)."""
+    """A raw retriever that returns whatever it is given, ignoring access (a broken half)."""
 
     name = "leaky"
-    default_k = 5
 
-    def __init__(self, hits: Sequence[StoreHit]) -> None:
+    def __init__(self, hits: Sequence[StoreHit], *, from_store: bool = True) -> None:
         self.hits = list(hits)
+        self.from_store = from_store
 
-    def search(
-        self, principal: Principal, query: str, *, filter: FilterInput = None, k: int | None = None
-    ) -> SearchResult:
-        return SearchResult(hits=self.hits, effective_filter={})
-
-    def effective(self, principal: Principal, raw: FilterInput = None) -> dict[str, Any]:
-        return {}
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        return RawHits(self.hits[:k])
 
 
 @pytest.mark.parametrize("kind", ["bm25", "hybrid-weighted", "hybrid-rrf"])
@@ -695,7 +694,9 @@ def test_hybrid_rechecks_what_its_halves_return(
 def test_a_failing_store_fails_keyword_search_loudly() -> None:
     store = FailingStore(StoreError("chroma is down"))
 
-    def records(where: Node | None = None, *, with_text: bool = False) -> Iterator[StoreRecord]:
+    def records(
+        where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
+    ) -> Iterator[StoreRecord]:
         raise StoreError("chroma is down")
 
     store.records = records  # type: ignore[method-assign]

@@ -20,7 +20,9 @@ def test_ingest_query_delete_against_server(tmp_path, chroma_server_url, collect
     (corpus / "hr.md").write_text("---\ntitle: H\ntenant: acme\nacl: [group:hr]\n---\nrobot pay")
     (corpus / "g.md").write_text("---\ntitle: G\ntenant: globex\nacl: [public]\n---\nrobot")
     settings = Settings(
-        data_dir=tmp_path / "data", chroma_url=chroma_server_url, collection=collection_name()
+        data_dir=tmp_path / "data",
+        store_options={"url": chroma_server_url},
+        collection=collection_name(),
     )
     app = App(settings, embeddings=HashEmbeddings(32))
     assert app.store.info.backend == "chroma-server"

@@ -5,7 +5,7 @@ import pytest
 from rag_app.access.filters import parse_filter
 from rag_app.access.permissions import Principal
 from rag_app.errors import FilterError
-from rag_app.stores.chroma import ChromaStore
+from rag_app.ingest.state import DocumentRow, IngestState
 from rag_app.ui.filters import build_ui_filter, facet_choices
 
 
@@ -35,18 +35,17 @@ def test_json_box_errors_are_clear(text, message):
 
 
 def test_facets_only_from_readable_documents(tmp_path):
-    store = ChromaStore(collection="facets", dimension=2, embedding_model="x", path=tmp_path)
-    store.upsert(
-        ["a", "b", "c"],
-        ["a", "b", "c"],
-        [[1, 0], [0, 1], [1, 1]],
-        [
-            {"tenant": "t", "acl": ["public"], "category": "faq", "tags": ["x"]},
-            {"tenant": "t", "acl": ["group:hr"], "category": "secret-cat", "tags": ["hidden"]},
-            {"tenant": "u", "acl": ["public"], "category": "other-tenant", "tags": ["y"]},
-        ],
+    state = IngestState(f"sqlite:///{tmp_path / 'state.db'}", namespace="facets")
+    rows = [
+        ("a", "t", ["public"], {"category": "faq", "tags": ["x"]}),
+        ("b", "t", ["group:hr"], {"category": "secret-cat", "tags": ["hidden"]}),
+        ("c", "u", ["public"], {"category": "other-tenant", "tags": ["y"]}),
+    ]
+    state.record_documents(
+        DocumentRow(g, g, f"{g}.md", tenant, acl, facets, 1, 0.0)
+        for g, tenant, acl, facets in rows
     )
-    cats, tags = facet_choices(store, Principal.anonymous("t"))
+    cats, tags = facet_choices(state, Principal.anonymous("t"))
     assert cats == ["faq"] and tags == ["x"]
-    cats, tags = facet_choices(store, Principal("t", "ann", frozenset({"hr"})))
+    cats, tags = facet_choices(state, Principal("t", "ann", frozenset({"hr"})))
     assert cats == ["faq", "secret-cat"] and tags == ["hidden", "x"]

@@ -38,12 +38,11 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,58 +50,14 @@ from typing import Any
 import numpy as np
 
 from rag_app.access.filters import Node, matches
-from rag_app.errors import ConfigError
 from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits
+from rag_app.sparse import Analyzer
 from rag_app.stores.base import IndexableStore, StoreHit, StoreRecord, indexable
 
 log = logging.getLogger(__name__)
 
 INDEX_FORMAT = 1
-TOKEN_RE = re.compile(r"(?u)\b\w\w+\b")  # bm25s' default token pattern
 MASK_CACHE_SIZE = 64
-
-
-class Analyzer:
-    """Lowercase word tokens (2+ characters), English stopwords removed, Snowball-stemmed."""
-
-    def __init__(self, *, language: str = "english", stopwords: bool = True, stem: bool = True):
-        self.language = language
-        self.use_stopwords = stopwords
-        self.use_stemmer = stem
-        self._stopwords: frozenset[str] = frozenset()
-        if stopwords:
-            if language != "english":
-                raise ConfigError(f"BM25 stopwords are available for english only, not {language}")
-            from bm25s.stopwords import STOPWORDS_EN
-
-            self._stopwords = frozenset(STOPWORDS_EN)
-        self._stemmer: Any = None
-        if stem:
-            try:
-                import Stemmer
-            except ImportError as exc:  # pragma: no cover - a core dependency
-                raise ConfigError("BM25 stemming needs the 'PyStemmer' package") from exc
-            self._stemmer = Stemmer.Stemmer(language)
-        self._lock = threading.Lock()  # PyStemmer objects are not thread-safe
-
-    @property
-    def config(self) -> dict[str, Any]:
-        return {
-            "language": self.language,
-            "stopwords": self.use_stopwords,
-            "stem": self.use_stemmer,
-            "pattern": TOKEN_RE.pattern,
-        }
-
-    def __call__(self, text: str) -> list[str]:
-        tokens = [t for t in TOKEN_RE.findall(text.lower()) if t not in self._stopwords]
-        if self._stemmer is not None and tokens:
-            with self._lock:
-                tokens = list(self._stemmer.stemWords(tokens))
-        return tokens
-
-    def many(self, texts: Iterable[str]) -> list[list[str]]:
-        return [self(t) for t in texts]
 
 
 def index_text(

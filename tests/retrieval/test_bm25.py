@@ -11,8 +11,9 @@ import pytest
 from rag_app.access.filters import Cmp, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.app import App
-from rag_app.retrieval.bm25 import Analyzer, KeywordIndex, KeywordSearch, index_text
+from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch, index_text
 from rag_app.settings import Settings
+from rag_app.sparse import Analyzer
 from rag_app.stores.chroma import ChromaStore
 from tests.fakes import HashEmbeddings
 

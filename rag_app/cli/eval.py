@@ -75,6 +75,12 @@ def run(
         int | None, typer.Option(help="Only the first N samples (quick looks).", min=1)
     ] = None,
     fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: rrf | weighted.")] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="Store to evaluate on: chroma | pinecone | weaviate (default RAG_STORE)."
+        ),
+    ] = None,
     alpha: Annotated[
         float | None, typer.Option(help="Hybrid weight of the dense half (0..1).")
     ] = None,
@@ -111,7 +117,7 @@ def run(
         raise ConfigError(f"--retriever must be dense, bm25 or hybrid, not {retriever!r}")
     data = load_dataset(dataset, split=split)
     context = ctx.obj
-    updates = {"fusion": fusion, "hybrid_alpha": alpha}
+    updates = {"fusion": fusion, "hybrid_alpha": alpha, "store": store}
     for key, value in updates.items():
         if value is not None:
             context.overrides[key] = value

@@ -51,7 +51,7 @@ class SearchResult:
     dropped: int = 0  # hits removed by the re-check for access (should always be 0)
     stale: int = 0  # hits of a derived index that the store no longer holds (dropped too)
     denied: bool = False  # the access filter could not be built: nothing was searched
-    retriever: str = "dense"  # dense | bm25 | hybrid | native-hybrid
+    retriever: str = "dense"  # dense | bm25 | hybrid (fused, or the store's own)
     # Per-hit details of hybrid retrieval (chunk id -> {"dense": score, "bm25": score, ...}).
     details: dict[str, dict[str, float]] = field(default_factory=dict)
 

@@ -9,9 +9,10 @@ pass native filters, so one access-control implementation covers every store.
 tenant in its metadata. A store with native isolation (Pinecone namespaces, Weaviate tenants)
 keeps each tenant's records apart and searches only the named tenant; a store without it
 (Chroma) adds ``tenant == <tenant>`` to the query. The portable access filter, which also
-names the tenant, still runs inside every query: two walls, not one. ``tenant=None`` means
-records without a tenant (the default partition) for a partitioned store, and the whole
-collection for Chroma: only tools that act for an operator use it.
+names the tenant, still runs inside every query: two walls, not one. ``tenant=None`` is for
+operators and tests: `count`, `records` and `delete` then cover every tenant, while what a
+query without a tenant searches is store-specific (Chroma: everything; Pinecone: the default
+namespace; Weaviate: every tenant). That is why every permission-aware search names it.
 
 **Capabilities** (`Scannable`, `ChangeTracking`, `NativeHybrid`): callers ask with
 `isinstance(store, Capability)` and fall back, or call `scannable`, `indexable` or

@@ -375,6 +375,47 @@ class StoreConformance:
         store.delete([])  # nothing deleted: no change
         assert other.change_token() == token
 
+    # -- tenants -----------------------------------------------------------------------------
+    def _two_tenants(self, store_factory: StoreFactory) -> VectorStorePort:
+        store = store_factory(4)
+        store.upsert(
+            ["a1", "a2", "b1"],
+            ["alpha one", "alpha two", "beta one"],
+            [[1, 0, 0, 0], [0.9, 0.1, 0, 0], [1, 0, 0, 0]],
+            [
+                {"tenant": "acme", "acl": ["public"], "n": 1},
+                {"tenant": "acme", "acl": ["group:hr"], "n": 2},
+                {"tenant": "globex", "acl": ["public"], "n": 3},
+            ],
+        )
+        return store
+
+    def test_reads_for_a_tenant_see_only_that_tenant(self, store_factory: StoreFactory) -> None:
+        store = self._two_tenants(store_factory)
+        assert [h.id for h in store.query([1, 0, 0, 0], 10, None, tenant="acme")] == ["a1", "a2"]
+        assert [h.id for h in store.query([1, 0, 0, 0], 10, None, tenant="globex")] == ["b1"]
+        assert store.query([1, 0, 0, 0], 10, None, tenant="initech") == []
+        narrowed = store.query([1, 0, 0, 0], 10, parse_filter({"n": {"$gte": 2}}), tenant="acme")
+        assert [h.id for h in narrowed] == ["a2"]
+        assert store.count(tenant="acme") == 2 and store.count(tenant="globex") == 1
+        assert store.count(tenant="initech") == 0 and store.count() == 3
+        assert ids_of(store.records(tenant="acme")) == {"a1", "a2"}  # type: ignore[attr-defined]
+        assert ids_of(store.records()) == {"a1", "a2", "b1"}  # type: ignore[attr-defined]
+        got = {r.id: r.metadata for r in store.get(["a1", "b1"], tenant="acme")}
+        assert got["a1"]["tenant"] == "acme"
+        # a store without partitions may return another tenant's record, but never as acme's
+        assert got.get("b1", {"tenant": "globex"})["tenant"] == "globex"
+
+    def test_delete_without_a_tenant_finds_every_tenant(self, store_factory: StoreFactory) -> None:
+        store = self._two_tenants(store_factory)
+        store.delete(["a2", "b1"])
+        assert ids_of(store.records()) == {"a1"}  # type: ignore[attr-defined]
+        assert store.count(tenant="globex") == 0
+        store.delete(["a1"], tenant="globex")  # names another tenant: nothing happens
+        assert store.count(tenant="acme") == 1
+        store.delete(["a1"], tenant="acme")
+        assert store.count() == 0
+
     def test_records_iterates_every_record_across_pages(self, store_factory: StoreFactory) -> None:
         store = store_factory(4)
         n = 1200  # more than one page of Chroma's adapter (1000)
@@ -436,14 +477,14 @@ class StoreConformance:
             near + far,
             [unit(1.0, n / 100, 0.0, 0.01) for n in range(50)]
             + [unit(-1.0, 0.1 * n, 0.2, 0.0) for n in range(3)],
-            [{"tenant": "B"}] * 50 + [{"tenant": "A"}] * 3,
+            [{"team": "B"}] * 50 + [{"team": "A"}] * 3,
         )
         query = [1.0, 0.0, 0.0, 0.0]
         assert ids_of(store.query(query, 3, None)) <= set(near)
-        hits = store.query(query, 3, parse_filter({"tenant": "A"}))
+        hits = store.query(query, 3, parse_filter({"team": "A"}))
         assert ids_of(hits) == set(far)
-        assert all(h.metadata == {"tenant": "A"} for h in hits)
-        assert ids_of(store.query(query, 1, parse_filter({"tenant": "A"}))) <= set(far)
+        assert all(h.metadata == {"team": "A"} for h in hits)
+        assert ids_of(store.query(query, 1, parse_filter({"team": "A"}))) <= set(far)
 
     def test_query_with_a_filter_that_matches_nothing_is_empty(
         self, filter_store: VectorStorePort

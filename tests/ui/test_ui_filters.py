@@ -42,8 +42,7 @@ def test_facets_only_from_readable_documents(tmp_path):
         ("c", "u", ["public"], {"category": "other-tenant", "tags": ["y"]}),
     ]
     state.record_documents(
-        DocumentRow(g, g, f"{g}.md", tenant, acl, facets, 1, 0.0)
-        for g, tenant, acl, facets in rows
+        DocumentRow(g, g, f"{g}.md", tenant, acl, facets, 1, 0.0) for g, tenant, acl, facets in rows
     )
     cats, tags = facet_choices(state, Principal.anonymous("t"))
     assert cats == ["faq"] and tags == ["x"]

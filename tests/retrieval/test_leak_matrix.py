@@ -21,10 +21,10 @@ from rag_app.access.filters import And, Cmp, Node, Or, matches, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.errors import AccessDenied, FilterError, StoreError
 from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch
-from rag_app.retrieval.hybrid import HybridSearch
+from rag_app.retrieval.hybrid import HybridSearch, NativeHybridRetriever
 from rag_app.retrieval.retriever import PermissionAwareRetriever
-from rag_app.retrieval.search import RawHits, Searcher, SecureSearch
-from rag_app.stores.base import StoreHit, StoreInfo, StoreRecord, VectorStorePort
+from rag_app.retrieval.search import PermissionGuard, RawHits, Searcher, SecureSearch
+from rag_app.stores.base import NativeHybrid, StoreHit, StoreInfo, StoreRecord, VectorStorePort
 from rag_app.stores.chroma import ChromaStore
 from tests.fakes import HashEmbeddings
 
@@ -225,34 +225,81 @@ def load(store: VectorStorePort, embeddings: HashEmbeddings) -> None:
     )
 
 
-@pytest.fixture(
-    scope="module",
-    params=["embedded", pytest.param("server", marks=[pytest.mark.server, pytest.mark.slow])],
-)
+BACKENDS = [
+    "embedded",
+    pytest.param("server", marks=[pytest.mark.server, pytest.mark.slow]),
+    pytest.param("pinecone", marks=[pytest.mark.server]),
+    pytest.param("pinecone-dotproduct", marks=[pytest.mark.server]),
+    pytest.param("weaviate", marks=[pytest.mark.server]),
+]
+
+
+def partitioned(store: VectorStorePort) -> bool:
+    """Stores that keep each tenant in its own partition (namespaces, tenants)."""
+    return store.info.backend in ("pinecone", "weaviate")
+
+
+def open_backend(
+    kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> VectorStorePort:
+    """The leak-matrix collection on one backend: Chroma (embedded or a server), or the
+    Pinecone and Weaviate adapters against their emulators (driven by the real SDKs)."""
+    from rag_app.settings import Settings
+    from rag_app.stores import open_store
+
+    data = tmp_path_factory.mktemp("leak")
+    if kind in ("embedded", "server"):
+        where: dict[str, Any] = (
+            {"url": request.getfixturevalue("chroma_server_url")}
+            if kind == "server"
+            else {"path": data / "chroma"}
+        )
+        return ChromaStore(collection="leak-matrix", dimension=32, embedding_model="hash", **where)
+    if kind.startswith("pinecone"):
+        from tests.emulators.pinecone_server import PineconeEmulator
+
+        emu = PineconeEmulator(api_key="leak-key").start()
+        request.addfinalizer(emu.stop)
+        options: dict[str, Any] = {
+            "controller_host": emu.url,
+            "api_key": "leak-key",
+            "index": "leak-matrix",
+            "metric": "dotproduct" if kind.endswith("dotproduct") else "cosine",
+        }
+        settings = Settings(data_dir=data, store="pinecone", store_options=options)
+    else:
+        from tests.emulators.weaviate_server import WeaviateEmulator
+
+        wemu = WeaviateEmulator().start()
+        request.addfinalizer(wemu.stop)
+        options = {"url": wemu.url, "grpc_port": wemu.grpc_port}
+        settings = Settings(data_dir=data, store="weaviate", store_options=options)
+    return open_store(settings, dimension=32, embedding_model="hash")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
 def search(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecureSearch]:
     embeddings = HashEmbeddings(dimension=32)
-    where: dict[str, Any]
-    if request.param == "server":
-        where = {"url": request.getfixturevalue("chroma_server_url")}
-    else:
-        where = {"path": tmp_path_factory.mktemp("leak") / "chroma"}
-    store = ChromaStore(
-        collection="leak-matrix", dimension=32, embedding_model=embeddings.name, **where
-    )
+    store = open_backend(request.param, request, tmp_path_factory)
     load(store, embeddings)
     assert store.count() == len(CORPUS)
     yield SecureSearch(store, embeddings, default_k=5)
     store.close()
 
 
-KINDS = ["dense", "bm25", "hybrid-weighted", "hybrid-rrf"]
+KINDS = ["dense", "bm25", "hybrid-weighted", "hybrid-rrf", "hybrid-native"]
 
 
 def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
     if kind == "dense":
         return dense
+    if kind == "hybrid-native":
+        if not isinstance(dense.store, NativeHybrid):
+            pytest.skip(f"the {dense.store.info.backend} store has no hybrid search of its own")
+        raw = NativeHybridRetriever(dense.store, dense.embeddings, alpha=0.5)
+        return PermissionGuard(raw, dense.store, default_k=5, **guard)
     index = KeywordIndex(dense.store, generation=lambda: 0)
     keyword = KeywordSearch(index, default_k=5, **guard)
     if kind == "bm25":
@@ -658,7 +705,14 @@ def test_a_broken_keyword_prefilter_is_caught_by_the_recheck(
         result = keyword.search(who.principal, query, k=40)
         assert_no_leak(who, result.hits)
         lexically = {d for d in BY_ID if lexical(query, d)}
-        assert result.dropped == len(lexically - who.allowed())
+        forbidden = lexically - who.allowed()
+        own_tenant = {d for d in forbidden if BY_ID[d].tenant == who.tenant}
+        # Every forbidden hit is dropped. A store with tenant partitions (Pinecone
+        # namespaces, Weaviate tenants) does not even find another tenant's chunk in the
+        # principal's partition, so it counts as stale there rather than as an access alarm.
+        assert result.dropped + result.stale == len(forbidden)
+        expected = own_tenant if partitioned(search.store) else forbidden
+        assert result.dropped == len(expected)
         assert {h.id for h in result.hits} == lexically & who.allowed()
 
 
@@ -683,7 +737,10 @@ def test_hybrid_rechecks_what_its_halves_return(
     for dense, sparse, honest in ((leaky, keyword, keyword), (search, leaky, search)):
         hybrid = HybridSearch(dense, sparse, fusion=fusion)
         result = hybrid.search(ann.principal, "payroll salary", k=5)
-        assert result.dropped == 1
+        # confirmed against a partitioned store, the foreign chunk is not found in ann's
+        # partition at all (stale); anywhere else the re-check drops it (an access alarm)
+        assert result.dropped + result.stale == 1
+        assert result.dropped == 1 or partitioned(search.store)
         assert "globex-doc-00" not in {h.id for h in result.hits}
         assert_no_leak(ann, result.hits)
         # the dropped hit does not cost a place: k is filled from the honest half

@@ -33,8 +33,8 @@ from rag_app import configure_offline  # noqa: E402
 
 configure_offline()
 
-from rag_app.app import App  # noqa: E402
 from rag_app.access.permissions import Principal, effective_filter  # noqa: E402
+from rag_app.app import App  # noqa: E402
 from rag_app.settings import Settings  # noqa: E402
 from rag_app.stores.chroma import translate  # noqa: E402
 

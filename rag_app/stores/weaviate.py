@@ -55,9 +55,11 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
@@ -92,6 +94,7 @@ FORBIDDEN_KEYS = frozenset({"id", "vector", "_id", "_additional", TEXT_PROP, ID_
 _DESCRIPTION_KEY = "rag_app"
 _PAGE = 1000
 _SCHEMA_TTL_S = 10.0
+_FILTER_CACHE_SIZE = 256
 _WEAVIATE_TENANT_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PROPERTY_RE = re.compile(r"^[a-z][_0-9A-Za-z]{0,230}$")
 _KINDS = ("text", "int", "number", "bool", "text[]", "int[]", "number[]", "bool[]")
@@ -236,6 +239,11 @@ class WeaviateStore:
         self._fields: dict[str, dict[str, str]] = {}  # field -> kind -> property
         self._ignored: set[str] = set()  # properties that are not metadata
         self._schema_read_at = 0.0
+        # Per-query work that depends only on the schema, cached (cleared with the schema):
+        # the native filter of each portable filter, and each tenant's collection handle.
+        self._filters: OrderedDict[str, Any] = OrderedDict()
+        self._handles: dict[str, Any] = {}
+        self._cache_lock = threading.Lock()
         self._refresh_schema()
 
     # -- opening -------------------------------------------------------------------------
@@ -358,6 +366,7 @@ class WeaviateStore:
             fields.setdefault(field_name, {})[kind] = p.name
         self._props, self._fields, self._ignored = props, fields, ignored
         self._schema_read_at = time.monotonic()
+        self._filters.clear()
 
     def _fresh_schema(self, node: Node | None) -> None:
         """Re-read the schema when it is old, or a filter names a field not seen yet (another
@@ -408,6 +417,7 @@ class WeaviateStore:
             log.info("added Weaviate property %s (%s %s)", name, field_name, kind)
             self._props[name] = _Prop(name, field_name, kind)
             self._fields.setdefault(field_name, {})[kind] = name
+            self._filters.clear()
 
     # -- tenants ---------------------------------------------------------------------------
     def _tenant_names(self) -> list[str]:
@@ -442,7 +452,7 @@ class WeaviateStore:
         not exist yields nothing (logged), and is never created."""
         for name in self._read_tenants(tenant):
             try:
-                result = fn(self._collection.with_tenant(name))
+                result = fn(self._tenant(name))
             except Exception as exc:
                 if _tenant_missing(exc):
                     log.info(
@@ -514,7 +524,7 @@ class WeaviateStore:
         failures: list[str] = []
         try:
             for tenant_name, positions in by_tenant.items():
-                target = self._collection.with_tenant(tenant_name)
+                target = self._tenant(tenant_name)
                 for start in range(0, len(positions), self._batch_size):
                     chunk = positions[start : start + self._batch_size]
                     objects = []
@@ -586,7 +596,7 @@ class WeaviateStore:
     def change_token(self) -> str:
         """A token that changes whenever any writer (any host) changed this collection."""
         try:
-            obj = self._collection.with_tenant(META_TENANT).query.fetch_object_by_id(
+            obj = self._tenant(META_TENANT).query.fetch_object_by_id(
                 _TOKEN_UUID, return_properties=[TEXT_PROP]
             )
         except Exception as exc:
@@ -600,7 +610,7 @@ class WeaviateStore:
 
         self._ensure_tenants({META_TENANT})
         token = uuid.uuid4().hex
-        meta = self._collection.with_tenant(META_TENANT)
+        meta = self._tenant(META_TENANT)
         try:
             result = meta.data.insert_many(
                 [DataObject(properties={TEXT_PROP: token, ID_PROP: "_token"}, uuid=_TOKEN_UUID)]
@@ -752,7 +762,7 @@ class WeaviateStore:
         if native is False:
             return
         for name in self._read_tenants(tenant):
-            target = self._collection.with_tenant(name)
+            target = self._tenant(name)
             try:
                 if native is True:
                     for obj in target.iterator(cache_size=_PAGE):
@@ -801,7 +811,22 @@ class WeaviateStore:
         if node is None:
             return True
         self._fresh_schema(node)
-        return self._translate(node)
+        key = repr(node)  # repr keeps value types apart (True vs 1), which equality would not
+        cached = self._filters.get(key)
+        if cached is None:
+            cached = self._translate(node)
+            with self._cache_lock:
+                self._filters[key] = cached
+                while len(self._filters) > _FILTER_CACHE_SIZE:
+                    self._filters.popitem(last=False)
+        return cached
+
+    def _tenant(self, name: str) -> Any:
+        """The collection handle of one tenant (cached: `with_tenant` builds a new object)."""
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = self._handles[name] = self._collection.with_tenant(name)
+        return handle
 
     def _translate(self, node: Node) -> Any:
         if isinstance(node, And):

@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rag_app.access.filters import And, Cmp, Node, Or, and_
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.registry import StoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -329,10 +330,4 @@ def _open(request: Any) -> ChromaStore:
     )
 
 
-def _spec() -> Any:
-    from rag_app.stores.registry import StoreSpec
-
-    return StoreSpec(name="chroma", settings_model=ChromaOptions, open=_open, location=_location)
-
-
-SPEC = _spec()
+SPEC = StoreSpec(name="chroma", settings_model=ChromaOptions, open=_open, location=_location)

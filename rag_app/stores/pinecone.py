@@ -66,6 +66,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rag_app.access.filters import And, Cmp, Node, Or, matches
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.registry import StoreSpec
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -948,12 +949,4 @@ def _open(request: Any) -> PineconeStore:
     )
 
 
-def _spec() -> Any:
-    from rag_app.stores.registry import StoreSpec
-
-    return StoreSpec(
-        name="pinecone", settings_model=PineconeOptions, open=_open, location=_location
-    )
-
-
-SPEC = _spec()
+SPEC = StoreSpec(name="pinecone", settings_model=PineconeOptions, open=_open, location=_location)

@@ -72,6 +72,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rag_app.access.filters import And, Cmp, Node, Or
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.registry import StoreSpec
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -674,26 +675,20 @@ class WeaviateStore:
         from weaviate.classes.query import MetadataQuery
 
         query_vector = self._check_vector(vector)
-        native = self.translate(where)
-        if native is False or k <= 0:
-            return []
-        filters = None if native is True else native
-        hits: list[StoreHit] = []
-        for _, result in self._per_tenant(
-            tenant,
+        return self._search(
             "vector search",
-            lambda c: c.query.near_vector(
+            k,
+            where,
+            tenant,
+            lambda c, filters: c.query.near_vector(
                 query_vector,
                 limit=k,
                 filters=filters,
                 return_metadata=MetadataQuery(distance=True),
             ),
-        ):
-            for obj in result.objects:
-                distance = obj.metadata.distance
-                hits.append(self._hit(obj, 1.0 - float(distance if distance is not None else 1.0)))
-        hits.sort(key=lambda h: -h.score)
-        return hits[:k]
+            # cosine distance -> similarity
+            lambda m: 1.0 - float(m.distance if m.distance is not None else 1.0),
+        )
 
     def hybrid_query(
         self,
@@ -710,15 +705,12 @@ class WeaviateStore:
         from weaviate.classes.query import HybridFusion, MetadataQuery
 
         query_vector = self._check_vector(vector)
-        native = self.translate(where)
-        if native is False or k <= 0:
-            return []
-        filters = None if native is True else native
-        hits: list[StoreHit] = []
-        for _, result in self._per_tenant(
-            tenant,
+        return self._search(
             "hybrid search",
-            lambda c: c.query.hybrid(
+            k,
+            where,
+            tenant,
+            lambda c, filters: c.query.hybrid(
                 text,
                 vector=query_vector,
                 alpha=float(alpha),
@@ -728,10 +720,29 @@ class WeaviateStore:
                 fusion_type=HybridFusion.RELATIVE_SCORE,
                 return_metadata=MetadataQuery(score=True),
             ),
-        ):
-            for obj in result.objects:
-                score = obj.metadata.score
-                hits.append(self._hit(obj, float(score if score is not None else 0.0)))
+            lambda m: float(m.score if m.score is not None else 0.0),
+        )
+
+    def _search(
+        self,
+        what: str,
+        k: int,
+        where: Node | None,
+        tenant: str | None,
+        run: Callable[[Any, Any], Any],
+        score: Callable[[Any], float],
+    ) -> list[StoreHit]:
+        """One search per tenant (all tenants when None) with the translated filter; hits
+        merged best first."""
+        native = self.translate(where)
+        if native is False or k <= 0:
+            return []
+        filters = None if native is True else native
+        hits = [
+            self._hit(obj, score(obj.metadata))
+            for _, result in self._per_tenant(tenant, what, lambda c: run(c, filters))
+            for obj in result.objects
+        ]
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
@@ -1175,12 +1186,4 @@ def _open(request: Any) -> WeaviateStore:
     )
 
 
-def _spec() -> Any:
-    from rag_app.stores.registry import StoreSpec
-
-    return StoreSpec(
-        name="weaviate", settings_model=WeaviateOptions, open=_open, location=_location
-    )
-
-
-SPEC = _spec()
+SPEC = StoreSpec(name="weaviate", settings_model=WeaviateOptions, open=_open, location=_location)

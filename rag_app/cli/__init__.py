@@ -90,13 +90,14 @@ def _global(
 
 
 def _register() -> None:
-    from rag_app.cli import admin, chat, ingest, query, ui
+    from rag_app.cli import admin, chat, ingest, query, ui, verify
 
     ingest.register(app)
     query.register(app)
     admin.register(app)
     chat.register(app)
     ui.register(app)
+    verify.register(app)
     __import__("rag_app.cli.eval", fromlist=["register"]).register(app)  # rag-app eval ...
 
 

@@ -12,7 +12,7 @@ What is checked (through the store port; the store must be `Scannable`):
 * ``invalid_access``: records without a valid ``tenant``/``acl``. Such a record is never
   served (the access filter and the per-hit re-check both reject it), so it is dead weight;
 * ``wrong_dimension``: the store's dimension against the embedding model's, and each vector's
-  length when the store can return vectors (`VectorReadable`); otherwise skipped with a note;
+  length when the store can return vectors (`VectorScannable`); otherwise skipped with a note;
 * ``unknown_fields``: metadata fields (or wider kinds) that the tenant's field catalog does not
   know, which filters on those fields would reject;
 * ``document_mismatch``: document rows of the state (stats, facets) that disagree with the
@@ -27,10 +27,10 @@ what it could not repair.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
@@ -38,7 +38,7 @@ from rag_app.access.filters import FieldKind
 from rag_app.access.permissions import validate_acl, validate_tenant
 from rag_app.ingest.metadata import field_kind
 from rag_app.ingest.state import IngestState, merge_kinds
-from rag_app.stores.base import Metadata, StoreRecord, scannable
+from rag_app.stores.base import Metadata, StoreRecord, VectorScannable, scannable
 
 if TYPE_CHECKING:
     from rag_app.app import App
@@ -52,17 +52,6 @@ KINDS: dict[str, str] = {
     "unknown_fields": "metadata fields the field catalog does not know",
     "document_mismatch": "document rows (stats) that disagree with the store",
 }
-
-_VECTOR_BATCH = 200
-
-
-@runtime_checkable
-class VectorReadable(Protocol):
-    """Optional capability: the store returns stored vectors by id (for the dimension check)."""
-
-    def vectors(
-        self, ids: Sequence[str], *, tenant: str | None = None
-    ) -> Mapping[str, Sequence[float]]: ...
 
 
 @dataclass
@@ -360,22 +349,23 @@ def _check_dimensions(
             },
             examples,
         )
-    if not isinstance(store, VectorReadable):
+    if not isinstance(store, VectorScannable):
         report.notes.append(
             f"per-vector dimension check skipped: the {store.info.backend} store does not "
             f"return stored vectors (it checks each vector against {declared} dimensions on "
             "write)"
         )
         return
-    ids = list(records)
-    for start in range(0, len(ids), _VECTOR_BATCH):
-        batch = ids[start : start + _VECTOR_BATCH]
-        for rid, vector in store.vectors(batch).items():
-            if len(vector) != expected:
-                problem.add(
-                    {"id": rid, "source": records[rid].get("source"), "dimension": len(vector)},
-                    examples,
-                )
+    for record, vector in store.records_with_vectors():
+        if record.id in records and len(vector) != expected:
+            problem.add(
+                {
+                    "id": record.id,
+                    "source": records[record.id].get("source"),
+                    "dimension": len(vector),
+                },
+                examples,
+            )
 
 
 # -- repair -----------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ operators and tests: `count`, `records` and `delete` then cover every tenant, wh
 query without a tenant searches is store-specific (Chroma: everything; Pinecone: the default
 namespace; Weaviate: every tenant). That is why every permission-aware search names it.
 
-**Capabilities** (`Scannable`, `ChangeTracking`, `NativeHybrid`): callers ask with
-`isinstance(store, Capability)` and fall back, or call `scannable`, `indexable` or
+**Capabilities** (`Scannable`, `VectorScannable`, `ChangeTracking`, `NativeHybrid`): callers
+ask with `isinstance(store, Capability)` and fall back, or call `scannable`, `indexable` or
 `native_hybrid`, which give a clear error when the store lacks one.
 """
 
@@ -107,6 +107,16 @@ class Scannable(Protocol):
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
     ) -> Iterator[StoreRecord]: ...
+
+
+@runtime_checkable
+class VectorScannable(Protocol):
+    """The store can list its records with their text *and vectors* (export, migration).
+    Yields ``(record, vector)`` with ``record.text`` set; `tenant` None: every tenant."""
+
+    def records_with_vectors(
+        self, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]: ...
 
 
 @runtime_checkable

@@ -283,6 +283,35 @@ class ChromaStore:
             for i, m, d in zip(got_ids, metas, docs, strict=True)
         ]
 
+    def records_with_vectors(
+        self, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]:
+        """Every record of `tenant` (None: all) with its text and vector (export, migration)."""
+        native: Any = {"tenant": {"$eq": tenant}} if tenant is not None else None
+        include: list[Any] = ["metadatas", "documents", "embeddings"]
+        offset = 0
+        while True:
+            try:
+                res = self._collection.get(
+                    where=native, include=include, limit=_PAGE, offset=offset
+                )
+            except Exception as exc:
+                raise StoreError(f"Chroma scan failed: {exc}") from exc
+            ids = res["ids"]
+            if not ids:
+                return
+            metas = res.get("metadatas") or [{}] * len(ids)
+            docs = res.get("documents") or [""] * len(ids)
+            vectors = res.get("embeddings")
+            for n, record_id in enumerate(ids):
+                record = StoreRecord(
+                    id=record_id, metadata=dict(metas[n] or {}), text=docs[n] or ""
+                )
+                yield record, ([float(x) for x in vectors[n]] if vectors is not None else [])
+            if len(ids) < _PAGE:
+                return
+            offset += len(ids)
+
     def change_token(self) -> str:
         """A token that changes whenever any writer (any host) changed this collection."""
         try:

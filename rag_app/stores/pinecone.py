@@ -582,6 +582,38 @@ class PineconeStore:
                 text, metadata = decode_metadata(vector.metadata)
                 yield StoreRecord(id=record_id, metadata=metadata, text=text if with_text else None)
 
+    def records_with_vectors(
+        self, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]:
+        """Every record of `tenant` (None: every namespace) with its text and vector, for
+        export and migration: pages of listed ids, fetched with their values."""
+        if self._index is None:
+            return
+        namespaces = [_namespace(tenant)] if tenant is not None else list(self._stats_namespaces())
+        for namespace in namespaces:
+            token: str | None = None
+            while True:
+                kwargs: dict[str, Any] = {"namespace": namespace, "limit": LIST_PAGE}
+                if token:
+                    kwargs["pagination_token"] = token
+                page = self._data("list", "list_paginated", **kwargs)
+                page_ids = [v.id for v in (page.vectors or [])]
+                for start in range(0, len(page_ids), FETCH_BATCH):
+                    batch = page_ids[start : start + FETCH_BATCH]
+                    response = self._data("fetch", "fetch", ids=batch, namespace=namespace)
+                    found = response.vectors or {}
+                    for record_id in batch:
+                        vector = found.get(record_id)
+                        if vector is None:
+                            continue  # deleted since it was listed
+                        text, metadata = decode_metadata(vector.metadata)
+                        record = StoreRecord(id=record_id, metadata=metadata, text=text)
+                        yield record, [float(x) for x in (vector.values or [])]
+                pagination = getattr(page, "pagination", None)
+                token = getattr(pagination, "next", None) if pagination else None
+                if not token or not page_ids:
+                    break
+
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
     ) -> Iterator[StoreRecord]:

@@ -761,6 +761,27 @@ class WeaviateStore:
                 out.extend(self._record(obj, True) for obj in result.objects)
         return out
 
+    def records_with_vectors(
+        self, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]:
+        """Every record of `tenant` (None: all tenants) with its text and vector, for export
+        and migration (the cursor, with vectors)."""
+        for name in self._read_tenants(tenant):
+            target = self._tenant(name)
+            try:
+                for obj in target.iterator(cache_size=_PAGE, include_vector=True):
+                    vector: Any = obj.vector
+                    if isinstance(vector, dict):  # named vectors: ours is the default one
+                        vector = vector.get("default") or next(iter(vector.values()), [])
+                    yield self._record(obj, True), [float(x) for x in vector or []]
+            except StoreError:
+                raise
+            except Exception as exc:
+                if _tenant_missing(exc):
+                    log.info("Weaviate tenant %r does not exist: no records", name)
+                    continue
+                raise StoreError(f"Weaviate scan failed: {_reason(exc)}") from exc
+
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
     ) -> Iterator[StoreRecord]:

@@ -90,7 +90,26 @@ def test_clean_index_has_no_problems(app: App) -> None:
     code, out = cli(app, "--json")
     data = json.loads(out)
     assert code == 0 and data["ok"] and data["problems"]["orphan_chunks"]["count"] == 0
-    assert any("dimension check skipped" in n for n in data["notes"])
+    # every stored vector was read back and checked (the store can list its vectors)
+    assert not any("dimension check skipped" in n for n in data["notes"])
+    assert data["problems"]["wrong_dimension"]["count"] == 0
+
+
+def test_a_stored_vector_of_the_wrong_length_is_reported(app: App, monkeypatch) -> None:
+    from rag_app.stores.chroma import ChromaStore
+
+    real = ChromaStore.records_with_vectors
+    victim = next(iter(app.store.get([r.id for r in app.store.records()][:1])))
+
+    def truncated(self, *, tenant=None):  # a store that returns one short vector
+        for record, vector in real(self, tenant=tenant):
+            yield record, (vector[:5] if record.id == victim.id else vector)
+
+    monkeypatch.setattr(ChromaStore, "records_with_vectors", truncated)
+    report = verify(app)
+    problem = report.as_dict()["problems"]["wrong_dimension"]
+    assert problem["count"] == 1 and problem["examples"][0]["id"] == victim.id
+    assert problem["examples"][0]["dimension"] == 5
 
 
 def test_orphan_chunk_is_reported_and_deleted_only_by_repair(app: App) -> None:

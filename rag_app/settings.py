@@ -117,6 +117,15 @@ class Settings(BaseSettings):
     history_tokens: int = Field(
         1024, ge=0, description="Token budget of chat history kept per session."
     )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve /metrics on this loopback port (127.0.0.1, no login).",
+    )
+    slow_query_ms: float = Field(
+        500.0, ge=0, description="Log searches slower than this to the rag_app.slow logger."
+    )
     prompts_dir: Path | None = Field(
         None, description="Folder of the chat prompt files; default: prompts/ of the project."
     )

@@ -29,6 +29,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 
+from rag_app import monitoring
 from rag_app.access.permissions import Principal
 from rag_app.chain.context import citations, fit_sources, format_context, is_refusal
 from rag_app.chain.events import (
@@ -232,7 +233,9 @@ class ChatService:
                 total = time.perf_counter() - started
                 timings = Timings(rewrite_s, retrieval_s, total, total)
                 session.add_turn(message, no_answer, standalone=question if rewritten else None)
-                yield Done(no_answer, question, [], True, sources, timings, 0)
+                done = Done(no_answer, question, [], True, sources, timings, 0)
+                monitoring.metrics().record_chat(done)
+                yield done
                 return
             chain = answer_prompt | self.llm
             parts: list[str] = []
@@ -266,13 +269,18 @@ class ChatService:
             total = time.perf_counter() - started
             timings = Timings(rewrite_s, retrieval_s, first_token_s, total)
             session.add_turn(message, answer, standalone=question if rewritten else None)
-            yield Done(answer, question, cited, refused, sources, timings, usage_tokens or tokens)
+            done = Done(answer, question, cited, refused, sources, timings, usage_tokens or tokens)
+            monitoring.metrics().record_chat(done)
+            yield done
         except ChatError as exc:
+            monitoring.metrics().record_chat_error(exc.stage, exc)
             yield Error(str(exc), exc.stage)
         except (FilterError, PromptError) as exc:
+            monitoring.metrics().record_chat_error("input" if stage == "input" else stage, exc)
             yield Error(str(exc), "input" if stage == "input" else stage)
         except Exception as exc:
             log.warning("chat turn failed at %s", stage, exc_info=True)
+            monitoring.metrics().record_chat_error(stage, exc)
             yield Error(describe_error(stage, exc, llm_label=self.llm_label), stage)
 
     def ask(

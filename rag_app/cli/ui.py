@@ -36,7 +36,13 @@ def serve(
             f"{len(report.rejected)} rejected"
         )
     typer.echo(f"Starting the chat UI on http://{host}:{port} (Ctrl-C to stop)")
-    launch(app, host=host, port=port)
+    launch(
+        app,
+        host=host,
+        port=port,
+        metrics_port=app.settings.metrics_port,
+        slow_query_ms=app.settings.slow_query_ms,
+    )
     return 0
 
 

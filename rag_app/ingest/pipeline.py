@@ -27,6 +27,7 @@ from typing import Any, Literal
 from langchain_core.documents import Document
 from langchain_core.indexing import index
 
+from rag_app import monitoring
 from rag_app.access.filters import FieldKind
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import RagAppError, RejectedInput
@@ -188,7 +189,31 @@ class Ingestor:
         source_root: Path | None = None,
     ) -> IngestReport:
         """Ingest files and folders. Documents are named (`source`) relative to the working
-        directory, else to the folder holding the given path (or `source_root`'s parent)."""
+        directory, else to the folder holding the given path (or `source_root`'s parent).
+        The run is recorded in the metrics (`rag_app.monitoring`)."""
+        try:
+            report = self._ingest(
+                paths,
+                overrides=overrides,
+                cleanup=cleanup,
+                progress=progress,
+                source_root=source_root,
+            )
+        except Exception as exc:
+            monitoring.metrics().record_error("ingest", exc)
+            raise
+        monitoring.metrics().record_ingest(report)
+        return report
+
+    def _ingest(
+        self,
+        paths: Iterable[Path | str],
+        *,
+        overrides: Mapping[str, Any] | None,
+        cleanup: Literal["incremental", "full"],
+        progress: ProgressFactory | None,
+        source_root: Path | None,
+    ) -> IngestReport:
         started = time.perf_counter()
         report = IngestReport()
         roots = [Path(p) for p in paths]

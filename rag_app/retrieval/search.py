@@ -24,10 +24,12 @@ places: the guard asks the retriever for more until k are allowed or it has no m
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from rag_app import monitoring
 from rag_app.access.filters import FieldKind, Node, parse_filter, to_dict
 from rag_app.access.permissions import Principal, can_read, effective_filter
 from rag_app.embeddings import EmbeddingModel
@@ -266,16 +268,67 @@ class PermissionGuard:
         filter: FilterInput = None,
         k: int | None = None,
     ) -> SearchResult:
-        guarded = self._guard(principal, filter, k)
-        if guarded is None:
-            return self._denied()
-        checked_k, where = guarded
-        return self._collect(
+        return self._observed(
+            k,
+            lambda: self._guard(principal, filter, k),
+            lambda n, where: self.raw.retrieve(query, n, where, principal.tenant),
             principal,
-            checked_k,
-            where,
-            lambda n: self.raw.retrieve(query, n, where, principal.tenant),
         )
+
+    def _store_label(self) -> str:
+        """The store backend, for metrics (cached; never raises)."""
+        label = self.__dict__.get("_store_backend")
+        if label is None:
+            store = self.store if self.store is not None else getattr(self.raw, "store", None)
+            try:
+                label = str(store.info.backend) if store is not None else "none"
+            except Exception:
+                label = "unknown"
+            self.__dict__["_store_backend"] = label
+        return label
+
+    def _observed(
+        self,
+        k: int | None,
+        guard: Callable[[], tuple[int, Node] | None],
+        retrieve: Callable[[int, Node], RawHits],
+        principal: Principal,
+    ) -> SearchResult:
+        """Guard, collect and record metrics (latency, hits, empty, dropped, stale, errors, the
+        slow-query line). Recording never changes the result or swallows an error."""
+        started = time.perf_counter()
+        timing = [0.0, 0]  # seconds in the raw retriever, rounds
+
+        def fetch(n: int, where: Node) -> RawHits:
+            t = time.perf_counter()
+            try:
+                return retrieve(n, where)
+            finally:
+                timing[0] += time.perf_counter() - t
+                timing[1] += 1
+
+        try:
+            guarded = guard()
+            if guarded is None:
+                result = self._denied()
+            else:
+                checked_k, where = guarded
+                result = self._collect(principal, checked_k, where, lambda n: fetch(n, where))
+        except Exception as exc:
+            monitoring.metrics().record_search_error(
+                self._store_label(), self.name, exc, time.perf_counter() - started
+            )
+            raise
+        monitoring.metrics().record_search(
+            self._store_label(),
+            self.name,
+            result,
+            time.perf_counter() - started,
+            k=k if k is not None else self.default_k,
+            retrieve_seconds=timing[0],
+            rounds=int(timing[1]),
+        )
+        return result
 
     def _collect(
         self, principal: Principal, k: int, where: Node, fetch: Callable[[int], RawHits]
@@ -335,13 +388,9 @@ class SecureSearch(PermissionGuard):
         filter: FilterInput = None,
         k: int | None = None,
     ) -> SearchResult:
-        guarded = self._guard(principal, filter, k)
-        if guarded is None:
-            return self._denied()
-        checked_k, where = guarded
-        return self._collect(
+        return self._observed(
+            k,
+            lambda: self._guard(principal, filter, k),
+            lambda n, where: self.raw.retrieve_vector(vector, n, where, principal.tenant),
             principal,
-            checked_k,
-            where,
-            lambda n: self.raw.retrieve_vector(vector, n, where, principal.tenant),
         )

@@ -584,9 +584,19 @@ def launch(
     port: int = 7860,
     prevent_thread_lock: bool = False,
     guard: Guard | None = None,
+    metrics_port: int | None = None,
+    slow_query_ms: float | None = None,
 ) -> gr.Blocks:
     """Start the UI with login behind `GuardMiddleware` (login page and throttling, session
-    and upload ownership, no deep links, security headers). Returns the running Blocks."""
+    and upload ownership, no deep links, security headers, ``/metrics`` for a logged-in
+    user). With `metrics_port`, the metrics are also served on that loopback port (no login:
+    for a local Prometheus agent); `slow_query_ms` sets the slow-query log threshold.
+    Returns the running Blocks."""
+    from rag_app import monitoring
+
+    monitoring.configure(slow_query_ms=slow_query_ms)
+    if metrics_port:
+        monitoring.start_metrics_server(metrics_port)
     import anyio
     from starlette.middleware import Middleware
 

@@ -19,6 +19,8 @@ closes those gaps without patching Gradio:
 * **Security headers** on every response: a Content-Security-Policy (scripts only from this
   origin or with the page's nonce, images only from this origin or ``data:``, no framing),
   X-Frame-Options, X-Content-Type-Options, Referrer-Policy.
+* **Metrics**: ``/metrics`` serves the Prometheus exposition of `rag_app.monitoring` to a
+  logged-in user only (401 otherwise); nothing in it names a tenant, a user or a document.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag_app import monitoring
 from rag_app.auth import LoginThrottle
 
 audit = logging.getLogger("rag_app.audit")
@@ -53,6 +56,7 @@ PAGE_PATHS = frozenset({"/"})
 LOGIN_PATHS = frozenset({"/login", "/login/"})
 DEEP_LINK_PATHS = frozenset({"/gradio_api/deep_link", "/gradio_api/deep_link/"})
 UPLOAD_PATHS = frozenset({"/gradio_api/upload", "/gradio_api/upload/"})
+METRICS_PATHS = frozenset({"/metrics", "/metrics/"})
 _SESSION_IN_PATH = re.compile(
     r"^/gradio_api/(?:heartbeat/(?P<hb>[^/]+)/?|stream/(?P<st>[^/]+)/[^/]+/[^/]+/.+)$"
 )
@@ -392,6 +396,9 @@ class GuardMiddleware:
             await self._login(scope, receive, send)
             return
         user = current_user(scope)
+        if path in METRICS_PATHS:
+            await self._metrics(send, method, user)
+            return
         if path in PAGE_PATHS and method in ("GET", "HEAD"):
             if user is None and _auth_required(scope):
                 await _send_response(
@@ -420,6 +427,23 @@ class GuardMiddleware:
             await self._upload(scope, receive, send, user)
             return
         await self.app(scope, receive, send)
+
+    # -- metrics ------------------------------------------------------------------------
+    async def _metrics(self, send: Send, method: str, user: str | None) -> None:
+        """The Prometheus exposition, for a logged-in user only."""
+        if user is None:
+            await _send_json(send, 401, "log in to read the metrics")
+            return
+        if method not in ("GET", "HEAD"):
+            await _send_json(send, 405, "method not allowed", [(b"allow", b"GET, HEAD")])
+            return
+        await _send_response(
+            send,
+            200,
+            monitoring.metrics().render(),
+            content_type=monitoring.CONTENT_TYPE,
+            head=method == "HEAD",
+        )
 
     # -- pages --------------------------------------------------------------------------
     async def _page(

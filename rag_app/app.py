@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,14 @@ from rag_app.ingest.state import IngestState
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
 from rag_app.settings import Settings
-from rag_app.stores.base import NativeHybrid, VectorStorePort, indexable, native_hybrid, scannable
+from rag_app.stores.base import (
+    Metadata,
+    NativeHybrid,
+    VectorStorePort,
+    indexable,
+    native_hybrid,
+    scannable,
+)
 from rag_app.users import UserDirectory
 
 if TYPE_CHECKING:
@@ -215,8 +223,18 @@ class App:
             ],
         }
 
-    def plan_delete(self, *, sources: Iterable[str] = (), filter: Any = None) -> DeletePlan:
-        """What a delete by source or (operator) filter would remove, without removing it."""
+    def plan_delete(
+        self,
+        *,
+        sources: Iterable[str] = (),
+        filter: Any = None,
+        older_than: float | None = None,
+        now: float | None = None,
+    ) -> DeletePlan:
+        """What a delete by source or (operator) filter would remove, without removing it.
+        `older_than` (seconds) keeps only chunks older than that: by their ``created_at``
+        (epoch seconds) where they have one, else by their document's ingest time (the
+        ingest state's ``updated_at``); alone, it selects among every chunk."""
         sources = [s for s in sources if s]
         where: Node | None
         if sources:
@@ -226,23 +244,35 @@ class App:
             where = parse_filter(raw)  # sources are exact strings: no catalog needed
         else:
             where = self.admin_filter(filter)
-        if where is None:
-            raise FilterError("refusing to delete without a filter: give --source or --filter")
+        if where is None and older_than is None:
+            raise FilterError(
+                "refusing to delete without a filter: give --source, --filter or --older-than"
+            )
         scan = scannable(self.store, "find the records to delete")
-        ids: list[str] = []
-        touched: Counter[str] = Counter()
-        for record in scan.records(where):
-            ids.append(record.id)
-            touched[str(record.metadata.get("source", ""))] += 1
-        if sources and not ids:
+        found: list[tuple[str, Metadata]] = [(r.id, r.metadata) for r in scan.records(where)]
+        if sources and not found:
             # A JSONL file's records have sources "<file>#<id>": match them by prefix.
             prefixes = tuple(f"{s}#" for s in sources)
-            for record in scan.records():
-                source = str(record.metadata.get("source", ""))
-                if source.startswith(prefixes):
-                    ids.append(record.id)
-                    touched[source] += 1
-        return DeletePlan(ids=ids, per_source=dict(touched))
+            found = [
+                (r.id, r.metadata)
+                for r in scan.records()
+                if str(r.metadata.get("source", "")).startswith(prefixes)
+            ]
+        if older_than is not None:
+            cutoff = (time.time() if now is None else now) - older_than
+            ingested = {(d.tenant, d.source): d.updated_at for d in self.state.documents()}
+
+            def is_old(metadata: Metadata) -> bool:
+                created = metadata.get("created_at")
+                if isinstance(created, int | float) and not isinstance(created, bool):
+                    return float(created) < cutoff
+                key = (str(metadata.get("tenant", "")), str(metadata.get("source", "")))
+                at = ingested.get(key)
+                return at is not None and at < cutoff
+
+            found = [(i, m) for i, m in found if is_old(m)]
+        touched: Counter[str] = Counter(str(m.get("source", "")) for _, m in found)
+        return DeletePlan(ids=[i for i, _ in found], per_source=dict(touched))
 
     def delete(
         self, *, sources: Iterable[str] = (), filter: Any = None, plan: DeletePlan | None = None

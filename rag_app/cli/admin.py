@@ -46,14 +46,30 @@ def delete(
     filter_: Annotated[
         str | None, typer.Option("--filter", help="Delete every chunk matching this JSON filter.")
     ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            help="Only chunks older than this (90d, 12h, 2w, 30m): by their created_at (epoch "
+            "seconds), else by when their document was ingested. Alone: among every chunk.",
+            show_default=False,
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> int:
-    """Delete chunks by source or filter (a later ingest of the same file adds it back).
-    Prints what will be removed and asks for confirmation unless --yes."""
-    if bool(source) == bool(filter_):
-        raise RagAppError("give exactly one of --source or --filter")
+    """Delete chunks by source, filter and/or age (a later ingest of the same file adds it
+    back). Prints what will be removed and asks for confirmation unless --yes."""
+    if source and filter_:
+        raise RagAppError("give at most one of --source or --filter (with or without --older-than)")
+    if not (source or filter_ or older_than):
+        raise RagAppError("give --source, --filter or --older-than")
+    age: float | None = None
+    if older_than is not None:
+        from rag_app.ops.lifecycle import parse_duration
+
+        age = parse_duration(older_than)
     app = ctx.obj.app
-    plan = app.plan_delete(sources=source or [], filter=filter_)
+    plan = app.plan_delete(sources=source or [], filter=filter_, older_than=age)
     if not plan.ids:
         typer.echo("nothing matches; nothing deleted")
         return 0

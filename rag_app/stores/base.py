@@ -14,7 +14,8 @@ operators and tests: `count`, `records` and `delete` then cover every tenant, wh
 query without a tenant searches is store-specific (Chroma: everything; Pinecone: the default
 namespace; Weaviate: every tenant). That is why every permission-aware search names it.
 
-**Capabilities** (`Scannable`, `VectorScannable`, `ChangeTracking`, `NativeHybrid`): callers
+**Capabilities** (`Scannable`, `VectorScannable`, `ChangeTracking`, `NativeHybrid`,
+`Administrable`): callers
 ask with `isinstance(store, Capability)` and fall back, or call `scannable`, `indexable` or
 `native_hybrid`, which give a clear error when the store lacks one.
 """
@@ -143,6 +144,58 @@ class NativeHybrid(Protocol):
     ) -> list[StoreHit]: ...
 
 
+@dataclass(frozen=True)
+class CollectionInfo:
+    """One collection / index of a store's server, as `rag-app stores` shows it.
+    `per_tenant` maps app tenant (or namespace) -> records; `embedding_model` and `dimension`
+    are those it was built with (None where the store does not record them)."""
+
+    name: str
+    dimension: int | None
+    metric: str | None
+    count: int
+    per_tenant: Mapping[str, int] = field(default_factory=dict)
+    embedding_model: str | None = None
+    deletion_protection: bool = False
+    filterable_fields: Sequence[str] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Administrable(Protocol):
+    """The store can list, describe, create and delete collections (indexes) on its server
+    (`rag-app stores ...`). Names are the store's own (a Pinecone index, a Weaviate class)."""
+
+    def list_collections(self) -> list[CollectionInfo]: ...
+
+    def describe_collection(self, name: str) -> CollectionInfo:
+        """A `ConfigError` when `name` does not exist."""
+        ...
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        dimension: int,
+        embedding_model: str,
+        metric: str = "cosine",
+        deletion_protection: bool = False,
+        filterable_fields: Mapping[str, str] | None = None,
+        cloud: str | None = None,
+        region: str | None = None,
+    ) -> CollectionInfo:
+        """Create an empty collection; `filterable_fields` (field -> catalog kind) declares the
+        fields to index for filtering where the store supports it. `ConfigError` when it exists."""
+        ...
+
+    def set_deletion_protection(self, name: str, enabled: bool) -> None: ...
+
+    def delete_collection(self, name: str) -> None:
+        """Delete the collection and every record in it; `ConfigError` while deletion
+        protection is on."""
+        ...
+
+
 @runtime_checkable
 class IndexableStore(VectorStorePort, Scannable, ChangeTracking, Protocol):
     """What a derived index (BM25) needs: scan the records and notice changes."""
@@ -166,6 +219,12 @@ def indexable(store: object, purpose: str) -> IndexableStore:
     """`store` as `IndexableStore` (scanning and a change token), or a `ConfigError`."""
     _check(store, IndexableStore, purpose)
     return cast(IndexableStore, store)
+
+
+def administrable(store: object, purpose: str) -> Administrable:
+    """`store` as `Administrable`, or a `ConfigError`."""
+    _check(store, Administrable, purpose)
+    return cast(Administrable, store)
 
 
 def native_hybrid(store: object, purpose: str) -> NativeHybrid:

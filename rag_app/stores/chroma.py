@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_app.access.filters import And, Cmp, Node, Or, and_
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
-from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
 from rag_app.stores.registry import StoreSpec
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ _PAGE = 1000
 # replaces: derived copies (the BM25 index) compare it to decide whether they are stale. It
 # lives in the store, so every host sharing a Chroma server sees every other host's writes.
 CHANGE_TOKEN_KEY = "rag_change_token"  # noqa: S105 - a metadata key, not a secret
+# Chroma has no deletion protection of its own: `rag-app stores` keeps a flag in the
+# collection's metadata and refuses to delete while it is set.
+PROTECTION_KEY = "rag_deletion_protection"
 
 
 def translate(node: Node) -> dict[str, Any]:
@@ -331,6 +334,112 @@ class ChromaStore:
             raise StoreError(
                 f"Chroma wrote the records but could not record the change: {exc}"
             ) from exc
+
+    # -- administration (`Administrable`) -------------------------------------------------
+    def _admin_collection(self, name: str) -> Any:
+        try:
+            return self._client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            raise ConfigError(
+                f"Chroma collection {name!r} does not exist at {self._info.location}"
+            ) from exc
+
+    def _describe(self, coll: Any, *, per_tenant: bool = True) -> CollectionInfo:
+        meta = dict(coll.metadata or {})
+        tenants: dict[str, int] = {}
+        if per_tenant:
+            offset = 0
+            while True:
+                res = coll.get(include=["metadatas"], limit=_PAGE, offset=offset)
+                ids = res["ids"]
+                for m in res.get("metadatas") or []:
+                    key = str((m or {}).get("tenant", ""))
+                    tenants[key] = tenants.get(key, 0) + 1
+                if len(ids) < _PAGE:
+                    break
+                offset += len(ids)
+        try:
+            space = (coll.configuration_json or {}).get("hnsw", {}).get("space")
+        except Exception:
+            space = None
+        dimension = meta.get("dimension")
+        return CollectionInfo(
+            name=str(coll.name),
+            dimension=int(dimension) if dimension is not None else None,
+            metric=str(space or meta.get("hnsw:space") or "l2"),
+            count=int(coll.count()),
+            per_tenant=dict(sorted(tenants.items())),
+            embedding_model=str(meta["embedding_model"]) if "embedding_model" in meta else None,
+            deletion_protection=bool(meta.get(PROTECTION_KEY, False)),
+            extra={"location": self._info.location, "tenants": "a metadata field (no isolation)"},
+        )
+
+    def list_collections(self) -> list[CollectionInfo]:
+        try:
+            collections = list(self._client.list_collections())
+        except Exception as exc:
+            raise StoreError(f"cannot list Chroma collections: {exc}") from exc
+        return sorted((self._describe(c) for c in collections), key=lambda c: c.name)
+
+    def describe_collection(self, name: str) -> CollectionInfo:
+        return self._describe(self._admin_collection(name))
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        dimension: int,
+        embedding_model: str,
+        metric: str = "cosine",
+        deletion_protection: bool = False,
+        filterable_fields: Any = None,
+        cloud: str | None = None,
+        region: str | None = None,
+    ) -> CollectionInfo:
+        """Chroma indexes every metadata field, so `filterable_fields` needs no declaration;
+        the adapter scores by cosine similarity, so no other metric is accepted."""
+        if metric != "cosine":
+            raise ConfigError(f"Chroma collections of rag_app use cosine, not {metric!r}")
+        if name in {str(c.name) for c in self._client.list_collections()}:
+            raise ConfigError(f"Chroma collection {name!r} already exists")
+        meta: dict[str, Any] = {"embedding_model": embedding_model, "dimension": dimension}
+        if deletion_protection:
+            meta[PROTECTION_KEY] = True
+        try:
+            coll = self._client.create_collection(
+                name=name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=meta,
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot create Chroma collection {name!r}: {exc}") from exc
+        return self._describe(coll, per_tenant=False)
+
+    def set_deletion_protection(self, name: str, enabled: bool) -> None:
+        coll = self._admin_collection(name)
+        meta = {k: v for k, v in (coll.metadata or {}).items() if not k.startswith("hnsw:")}
+        if enabled:
+            meta[PROTECTION_KEY] = True
+        else:
+            meta.pop(PROTECTION_KEY, None)
+            meta[PROTECTION_KEY] = False  # Chroma merges metadata: overwrite, not omit
+        try:
+            coll.modify(metadata=meta)
+        except Exception as exc:
+            raise StoreError(f"cannot update Chroma collection {name!r}: {exc}") from exc
+
+    def delete_collection(self, name: str) -> None:
+        coll = self._admin_collection(name)
+        if (coll.metadata or {}).get(PROTECTION_KEY):
+            raise ConfigError(
+                f"Chroma collection {name!r} has deletion protection on; turn it off first: "
+                f"rag-app stores protect {name} --off"
+            )
+        try:
+            self._client.delete_collection(name)
+        except Exception as exc:
+            raise StoreError(f"cannot delete Chroma collection {name!r}: {exc}") from exc
 
 
 class ChromaOptions(BaseSettings):

@@ -65,7 +65,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_app.access.filters import And, Cmp, Node, Or, matches
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
-from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
 from rag_app.stores.registry import StoreSpec
 
 if TYPE_CHECKING:
@@ -723,6 +723,146 @@ class PineconeStore:
             except Exception:  # closing is best effort
                 log.debug("closing the Pinecone index client failed", exc_info=True)
         self._closed = True
+
+    # -- administration (`Administrable`): the control plane -----------------------------------
+    def _control(self, purpose: str) -> Any:
+        if self._options.host:
+            raise ConfigError(
+                f"cannot {purpose}: RAG_PINECONE_HOST points at one index's data plane, so the "
+                "control plane is not used; unset it (RAG_PINECONE_CONTROLLER_HOST selects "
+                "another control plane)"
+            )
+        return self._client
+
+    def _describe_model(self, model: Any) -> CollectionInfo:
+        data = model.to_dict() if hasattr(model, "to_dict") else dict(model)
+        name, host = str(data["name"]), str(data.get("host") or "")
+        tenants: dict[str, int] = {}
+        if host:
+            index = self._client.Index(host=host)
+            try:
+                stats = self._call(
+                    "describe_index_stats",
+                    index.describe_index_stats,
+                    _request_timeout=self._options.timeout_s,
+                )
+            finally:
+                try:
+                    index.close()
+                except Exception:  # best effort
+                    log.debug("closing an index client failed", exc_info=True)
+            for ns, summary in (stats.namespaces or {}).items():
+                key = "" if ns == DEFAULT_NAMESPACE_STATS_KEY else str(ns)
+                if key != META_NAMESPACE:
+                    tenants[key] = tenants.get(key, 0) + int(summary.vector_count or 0)
+        tags = _tags(model)
+        serverless = (data.get("spec") or {}).get("serverless") or {}
+        dimension = data.get("dimension")
+        return CollectionInfo(
+            name=name,
+            dimension=int(dimension) if dimension is not None else None,
+            metric=str(data.get("metric") or ""),
+            count=sum(tenants.values()),
+            per_tenant=dict(sorted(tenants.items())),
+            embedding_model=tags.get("embedding_model"),
+            deletion_protection=str(data.get("deletion_protection")) == "enabled",
+            extra={
+                "host": host,
+                "cloud": serverless.get("cloud"),
+                "region": serverless.get("region"),
+                "tags": tags,
+                "tenants": "one namespace per tenant",
+            },
+        )
+
+    def list_collections(self) -> list[CollectionInfo]:
+        client = self._control("list indexes")
+        listed = self._call("list_indexes", client.list_indexes)
+        return sorted((self._describe_model(m) for m in listed), key=lambda c: c.name)
+
+    def _describe_index(self, name: str) -> Any:
+        client = self._control("describe an index")
+        try:
+            return self._call("describe_index", client.describe_index, name)
+        except PineconeRequestError as exc:
+            if exc.status == 404:
+                raise ConfigError(f"Pinecone index {name!r} does not exist") from exc
+            raise
+
+    def describe_collection(self, name: str) -> CollectionInfo:
+        return self._describe_model(self._describe_index(name))
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        dimension: int,
+        embedding_model: str,
+        metric: str = "cosine",
+        deletion_protection: bool = False,
+        filterable_fields: Any = None,
+        cloud: str | None = None,
+        region: str | None = None,
+    ) -> CollectionInfo:
+        """A serverless index tagged with the embedding model. `filterable_fields` is not
+        sent: the SDK (7.3.0, API 2025-04) has selective metadata indexing (`metadata_config`)
+        for pod indexes only, so a serverless index indexes every metadata field."""
+        from pinecone import ServerlessSpec
+
+        if metric not in ("cosine", "dotproduct"):
+            raise ConfigError(
+                f"rag_app's Pinecone indexes use cosine or dotproduct (hybrid), not {metric!r}"
+            )
+        if not _INDEX_NAME_RE.match(name):
+            raise ConfigError(
+                f"{name!r} is not a valid Pinecone index name: 1-45 lowercase letters, digits "
+                "or '-', not starting or ending with '-'"
+            )
+        client = self._control("create an index")
+        cloud, region = cloud or self._options.cloud, region or self._options.region
+        try:
+            self._call(
+                "create_index",
+                client.create_index,
+                name=name,
+                dimension=dimension,
+                metric=metric,
+                spec=ServerlessSpec(cloud=cloud, region=region),
+                deletion_protection="enabled" if deletion_protection else "disabled",
+                tags={"app": "rag_app", "embedding_model": embedding_model[:120]},
+            )
+        except PineconeRequestError as exc:
+            if exc.status == 409:
+                raise ConfigError(f"Pinecone index {name!r} already exists") from exc
+            raise
+        log.warning("created Pinecone index %r (serverless %s/%s)", name, cloud, region)
+        return self.describe_collection(name)
+
+    def set_deletion_protection(self, name: str, enabled: bool) -> None:
+        self._describe_index(name)  # a clear error when missing
+        client = self._control("configure an index")
+        self._call(
+            "configure_index",
+            client.configure_index,
+            name=name,
+            deletion_protection="enabled" if enabled else "disabled",
+        )
+
+    def delete_collection(self, name: str) -> None:
+        client = self._control("delete an index")
+        try:
+            self._call("delete_index", client.delete_index, name)
+        except PineconeRequestError as exc:
+            if exc.status == 403:
+                raise ConfigError(
+                    f"Pinecone index {name!r} has deletion protection on; turn it off first: "
+                    f"rag-app stores protect {name} --off"
+                ) from exc
+            if exc.status == 404:
+                raise ConfigError(f"Pinecone index {name!r} does not exist") from exc
+            raise
+        if name == self._name:
+            self._index = None  # this store's index is gone
 
 
 class PineconeHybridStore(PineconeStore):

@@ -71,7 +71,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_app.access.filters import And, Cmp, Node, Or
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
-from rag_app.stores.base import Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
 from rag_app.stores.registry import StoreSpec
 
 if TYPE_CHECKING:
@@ -249,51 +249,13 @@ class WeaviateStore:
 
     # -- opening -------------------------------------------------------------------------
     def _open_collection(self, name: str, dimension: int, embedding_model: str) -> Any:
-        from weaviate.classes.config import (
-            Configure,
-            DataType,
-            Property,
-            Tokenization,
-            VectorDistances,
-        )
-        from weaviate.classes.tenants import Tenant
-
         client = self._client
         described = {"embedding_model": embedding_model, "dimension": dimension}
         try:
             exists = client.collections.exists(name)
             if not exists:
                 try:
-                    client.collections.create(
-                        name,
-                        description=json.dumps({_DESCRIPTION_KEY: described}),
-                        properties=[
-                            Property(
-                                name=TEXT_PROP,
-                                data_type=DataType.TEXT,
-                                tokenization=Tokenization.WORD,
-                                description=json.dumps({_DESCRIPTION_KEY: "chunk text"}),
-                            ),
-                            Property(
-                                name=ID_PROP,
-                                data_type=DataType.TEXT,
-                                tokenization=Tokenization.FIELD,
-                                index_searchable=False,
-                                description=json.dumps({_DESCRIPTION_KEY: "app record id"}),
-                            ),
-                        ],
-                        vector_config=Configure.Vectors.self_provided(
-                            vector_index_config=Configure.VectorIndex.hnsw(
-                                distance_metric=VectorDistances.COSINE
-                            )
-                        ),
-                        multi_tenancy_config=Configure.multi_tenancy(
-                            enabled=True, auto_tenant_creation=False
-                        ),
-                        inverted_index_config=Configure.inverted_index(index_null_state=True),
-                    )
-                    coll = client.collections.use(name)
-                    coll.tenants.create([Tenant(name=META_TENANT)])
+                    _create_collection(client, name, described)
                     log.info("created Weaviate collection %s at %s", name, self._url)
                 except Exception as exc:
                     if "already exists" not in str(exc):  # another host won the race
@@ -836,6 +798,146 @@ class WeaviateStore:
     def close(self) -> None:
         self._client.close()
 
+    # -- administration (`Administrable`) ----------------------------------------------
+    def _describe(self, name: str, config: Any) -> CollectionInfo:
+        described = _described(config)
+        tenants: dict[str, int] = {}
+        coll = self._client.collections.use(name)
+        try:
+            if config.multi_tenancy_config.enabled:
+                for tenant in sorted(str(t) for t in coll.tenants.get()):
+                    if tenant == META_TENANT:
+                        continue
+                    result = coll.with_tenant(tenant).aggregate.over_all(total_count=True)
+                    tenants[tenant] = int(result.total_count or 0)
+            else:
+                tenants[""] = int(coll.aggregate.over_all(total_count=True).total_count or 0)
+        except Exception as exc:
+            raise StoreError(f"cannot count Weaviate collection {name!r}: {_reason(exc)}") from exc
+        properties = {
+            str(p.name): str(p.data_type.value)
+            for p in config.properties
+            if p.name not in (TEXT_PROP, ID_PROP)
+        }
+        dimension = described.get("dimension")
+        return CollectionInfo(
+            name=name,
+            dimension=int(str(dimension)) if dimension is not None else None,
+            metric=_metric_of(config),
+            count=sum(tenants.values()),
+            per_tenant=tenants,
+            embedding_model=(
+                str(described["embedding_model"]) if "embedding_model" in described else None
+            ),
+            deletion_protection=bool(described.get("deletion_protection", False)),
+            filterable_fields=sorted(properties),
+            extra={
+                "location": self._url,
+                "properties": properties,
+                "multi_tenant": bool(config.multi_tenancy_config.enabled),
+                "tenants": "one Weaviate tenant per tenant",
+            },
+        )
+
+    def _config(self, name: str) -> Any:
+        try:
+            if not self._client.collections.exists(name):
+                raise ConfigError(f"Weaviate collection {name!r} does not exist at {self._url}")
+            return self._client.collections.use(name).config.get()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot read Weaviate collection {name!r}: {_reason(exc)}") from exc
+
+    def list_collections(self) -> list[CollectionInfo]:
+        try:
+            configs = self._client.collections.list_all(simple=False)
+        except Exception as exc:
+            raise StoreError(f"cannot list Weaviate collections: {_reason(exc)}") from exc
+        return [self._describe(str(name), configs[name]) for name in sorted(configs)]
+
+    def describe_collection(self, name: str) -> CollectionInfo:
+        config = self._config(name)
+        return self._describe(str(config.name), config)
+
+    def create_collection(
+        self,
+        name: str,
+        *,
+        dimension: int,
+        embedding_model: str,
+        metric: str = "cosine",
+        deletion_protection: bool = False,
+        filterable_fields: Mapping[str, str] | None = None,
+        cloud: str | None = None,
+        region: str | None = None,
+    ) -> CollectionInfo:
+        """A rag_app collection whose property schema declares `filterable_fields` (catalog
+        kinds; a list becomes ``text[]``) up front; fields not declared are added by the first
+        write that needs them, as always."""
+        from weaviate.classes.config import DataType, Property, Tokenization
+
+        if metric != "cosine":
+            raise ConfigError(f"Weaviate collections of rag_app use cosine, not {metric!r}")
+        if self._client.collections.exists(name):
+            raise ConfigError(f"Weaviate collection {name!r} already exists at {self._url}")
+        extra: list[Any] = []
+        skipped: list[str] = []
+        for field_name, catalog_kind in sorted((filterable_fields or {}).items()):
+            kind = _CATALOG_KINDS.get(str(catalog_kind))
+            ok = _PROPERTY_RE.match(field_name) and field_name.lower() not in (TEXT_PROP, ID_PROP)
+            if kind is None or not ok or field_name in FORBIDDEN_KEYS:
+                skipped.append(field_name)
+                continue
+            is_text = kind in ("text", "text[]")
+            extra.append(
+                Property(
+                    name=field_name,
+                    data_type=DataType(_DATA_TYPES[kind]),
+                    description=json.dumps({_DESCRIPTION_KEY: {"field": field_name, "kind": kind}}),
+                    tokenization=Tokenization.FIELD if is_text else None,
+                    index_searchable=False if is_text else None,
+                )
+            )
+        if skipped:
+            log.warning(
+                "not declared up front (added by the first write instead): %s", ", ".join(skipped)
+            )
+        described: dict[str, Any] = {"embedding_model": embedding_model, "dimension": dimension}
+        if deletion_protection:
+            described["deletion_protection"] = True
+        try:
+            _create_collection(self._client, name, described, extra)
+        except Exception as exc:
+            raise StoreError(f"cannot create Weaviate collection {name!r}: {_reason(exc)}") from exc
+        return self.describe_collection(name)
+
+    def set_deletion_protection(self, name: str, enabled: bool) -> None:
+        """Weaviate has no deletion protection of its own: a flag in the description."""
+        config = self._config(name)
+        described = _described(config)
+        if not described:
+            raise ConfigError(f"Weaviate collection {name!r} was not created by rag_app")
+        described["deletion_protection"] = enabled
+        try:
+            self._client.collections.use(name).config.update(
+                description=json.dumps({_DESCRIPTION_KEY: described})
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot update Weaviate collection {name!r}: {_reason(exc)}") from exc
+
+    def delete_collection(self, name: str) -> None:
+        config = self._config(name)
+        if _described(config).get("deletion_protection"):
+            raise ConfigError(
+                f"Weaviate collection {name!r} has deletion protection on; turn it off first: "
+                f"rag-app stores protect {name} --off"
+            )
+        try:
+            self._client.collections.delete(name)
+        except Exception as exc:
+            raise StoreError(f"cannot delete Weaviate collection {name!r}: {_reason(exc)}") from exc
+
     # -- filters ---------------------------------------------------------------------------
     def translate(self, node: Node | None) -> Any:
         """Portable grammar -> a v4 ``Filter``, or True (matches everything) / False (matches
@@ -944,6 +1046,72 @@ class WeaviateStore:
             embedding=embeddings,
             use_multi_tenancy=True,
         )
+
+
+def _create_collection(
+    client: Any, name: str, described: Mapping[str, Any], extra: Sequence[Any] = ()
+) -> None:
+    """Create a rag_app collection: multi-tenant (explicit tenants), self-provided cosine
+    vectors, the model and dimension in its description, `extra` properties after the two
+    of the adapter, and the meta tenant."""
+    from weaviate.classes.config import (
+        Configure,
+        DataType,
+        Property,
+        Tokenization,
+        VectorDistances,
+    )
+    from weaviate.classes.tenants import Tenant
+
+    client.collections.create(
+        name,
+        description=json.dumps({_DESCRIPTION_KEY: dict(described)}),
+        properties=[
+            Property(
+                name=TEXT_PROP,
+                data_type=DataType.TEXT,
+                tokenization=Tokenization.WORD,
+                description=json.dumps({_DESCRIPTION_KEY: "chunk text"}),
+            ),
+            Property(
+                name=ID_PROP,
+                data_type=DataType.TEXT,
+                tokenization=Tokenization.FIELD,
+                index_searchable=False,
+                description=json.dumps({_DESCRIPTION_KEY: "app record id"}),
+            ),
+            *extra,
+        ],
+        vector_config=Configure.Vectors.self_provided(
+            vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)
+        ),
+        multi_tenancy_config=Configure.multi_tenancy(enabled=True, auto_tenant_creation=False),
+        inverted_index_config=Configure.inverted_index(index_null_state=True),
+    )
+    client.collections.use(name).tenants.create([Tenant(name=META_TENANT)])
+
+
+def _described(config: Any) -> dict[str, Any]:
+    """What rag_app recorded in a collection's description ({} when not a rag_app one)."""
+    try:
+        stored = json.loads(config.description or "{}").get(_DESCRIPTION_KEY) or {}
+    except (ValueError, AttributeError):
+        return {}
+    return dict(stored) if isinstance(stored, dict) else {}
+
+
+def _metric_of(config: Any) -> str | None:
+    try:
+        vectors = config.vector_config or {}
+        for named in vectors.values():
+            return str(named.vector_index_config.distance_metric.value)
+        return str(config.vector_index_config.distance_metric.value)
+    except AttributeError:
+        return None
+
+
+#: field catalog kind -> adapter property kind, for properties declared at creation
+_CATALOG_KINDS = {"str": "text", "int": "int", "float": "number", "bool": "bool", "list": "text[]"}
 
 
 def _delete_many(collection: Any, *, where: Any) -> Any:

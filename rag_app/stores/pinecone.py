@@ -571,6 +571,14 @@ class PineconeStore:
         return list(self._fetch(wanted, _namespace(tenant), with_text=True))
 
     def _fetch(self, ids: list[str], namespace: str, *, with_text: bool) -> Iterator[StoreRecord]:
+        for record, _ in self._fetch_with_values(ids, namespace):
+            yield record if with_text else StoreRecord(id=record.id, metadata=record.metadata)
+
+    def _fetch_with_values(
+        self, ids: list[str], namespace: str
+    ) -> Iterator[tuple[StoreRecord, Sequence[float]]]:
+        """The records of `ids` that exist (with text), each with its vector as the SDK
+        returned it, in batches."""
         for start in range(0, len(ids), FETCH_BATCH):
             batch = ids[start : start + FETCH_BATCH]
             response = self._data("fetch", "fetch", ids=batch, namespace=namespace)
@@ -578,15 +586,14 @@ class PineconeStore:
             for record_id in batch:
                 vector = found.get(record_id)
                 if vector is None:
-                    continue
+                    continue  # deleted since it was listed
                 text, metadata = decode_metadata(vector.metadata)
-                yield StoreRecord(id=record_id, metadata=metadata, text=text if with_text else None)
+                record = StoreRecord(id=record_id, metadata=metadata, text=text)
+                yield record, vector.values or []
 
-    def records_with_vectors(
-        self, *, tenant: str | None = None
-    ) -> Iterator[tuple[StoreRecord, list[float]]]:
-        """Every record of `tenant` (None: every namespace) with its text and vector, for
-        export and migration: pages of listed ids, fetched with their values."""
+    def _listed(self, tenant: str | None) -> Iterator[tuple[str, list[str]]]:
+        """Pages of ids as (namespace, ids) for `tenant` (None: every namespace). Pinecone
+        lists ids only, by prefix, a page at a time."""
         if self._index is None:
             return
         namespaces = [_namespace(tenant)] if tenant is not None else list(self._stats_namespaces())
@@ -598,21 +605,20 @@ class PineconeStore:
                     kwargs["pagination_token"] = token
                 page = self._data("list", "list_paginated", **kwargs)
                 page_ids = [v.id for v in (page.vectors or [])]
-                for start in range(0, len(page_ids), FETCH_BATCH):
-                    batch = page_ids[start : start + FETCH_BATCH]
-                    response = self._data("fetch", "fetch", ids=batch, namespace=namespace)
-                    found = response.vectors or {}
-                    for record_id in batch:
-                        vector = found.get(record_id)
-                        if vector is None:
-                            continue  # deleted since it was listed
-                        text, metadata = decode_metadata(vector.metadata)
-                        record = StoreRecord(id=record_id, metadata=metadata, text=text)
-                        yield record, [float(x) for x in (vector.values or [])]
+                yield namespace, page_ids
                 pagination = getattr(page, "pagination", None)
                 token = getattr(pagination, "next", None) if pagination else None
                 if not token or not page_ids:
                     break
+
+    def records_with_vectors(
+        self, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]:
+        """Every record of `tenant` (None: every namespace) with its text and vector, for
+        export and migration: pages of listed ids, fetched with their values."""
+        for namespace, page_ids in self._listed(tenant):
+            for record, values in self._fetch_with_values(page_ids, namespace):
+                yield record, [float(x) for x in values]
 
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
@@ -620,24 +626,10 @@ class PineconeStore:
         """Every record (of `tenant`, or of every namespace when None) matching `where`.
         Pinecone lists ids only (by prefix), so this lists a page of ids, fetches them, and
         filters in Python with the grammar's reference semantics."""
-        if self._index is None:
-            return
-        namespaces = [_namespace(tenant)] if tenant is not None else list(self._stats_namespaces())
-        for namespace in namespaces:
-            token: str | None = None
-            while True:
-                kwargs: dict[str, Any] = {"namespace": namespace, "limit": LIST_PAGE}
-                if token:
-                    kwargs["pagination_token"] = token
-                page = self._data("list", "list_paginated", **kwargs)
-                page_ids = [v.id for v in (page.vectors or [])]
-                for record in self._fetch(page_ids, namespace, with_text=with_text):
-                    if matches(where, record.metadata):
-                        yield record
-                pagination = getattr(page, "pagination", None)
-                token = getattr(pagination, "next", None) if pagination else None
-                if not token or not page_ids:
-                    break
+        for namespace, page_ids in self._listed(tenant):
+            for record in self._fetch(page_ids, namespace, with_text=with_text):
+                if matches(where, record.metadata):
+                    yield record
 
     def count(self, *, tenant: str | None = None) -> int:
         namespaces = self._stats_namespaces()

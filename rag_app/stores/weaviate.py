@@ -63,7 +63,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial, reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -96,6 +96,7 @@ _DESCRIPTION_KEY = "rag_app"
 _PAGE = 1000
 _SCHEMA_TTL_S = 10.0
 _FILTER_CACHE_SIZE = 256
+T = TypeVar("T")
 _WEAVIATE_TENANT_RE = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _PROPERTY_RE = re.compile(r"^[a-z][_0-9A-Za-z]{0,230}$")
 _KINDS = ("text", "int", "number", "bool", "text[]", "int[]", "number[]", "bool[]")
@@ -723,19 +724,12 @@ class WeaviateStore:
                 out.extend(self._record(obj, True) for obj in result.objects)
         return out
 
-    def records_with_vectors(
-        self, *, tenant: str | None = None
-    ) -> Iterator[tuple[StoreRecord, list[float]]]:
-        """Every record of `tenant` (None: all tenants) with its text and vector, for export
-        and migration (the cursor, with vectors)."""
+    def _scan(self, tenant: str | None, scan: Callable[[Any], Iterator[T]]) -> Iterator[T]:
+        """Yield `scan(collection_of_tenant)` for `tenant` (None: all tenants); a tenant that
+        does not exist yields nothing (logged, never created)."""
         for name in self._read_tenants(tenant):
-            target = self._tenant(name)
             try:
-                for obj in target.iterator(cache_size=_PAGE, include_vector=True):
-                    vector: Any = obj.vector
-                    if isinstance(vector, dict):  # named vectors: ours is the default one
-                        vector = vector.get("default") or next(iter(vector.values()), [])
-                    yield self._record(obj, True), [float(x) for x in vector or []]
+                yield from scan(self._tenant(name))
             except StoreError:
                 raise
             except Exception as exc:
@@ -743,6 +737,21 @@ class WeaviateStore:
                     log.info("Weaviate tenant %r does not exist: no records", name)
                     continue
                 raise StoreError(f"Weaviate scan failed: {_reason(exc)}") from exc
+
+    def records_with_vectors(
+        self, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]:
+        """Every record of `tenant` (None: all tenants) with its text and vector, for export
+        and migration (the cursor, with vectors)."""
+
+        def scan(target: Any) -> Iterator[tuple[StoreRecord, list[float]]]:
+            for obj in target.iterator(cache_size=_PAGE, include_vector=True):
+                vector: Any = obj.vector
+                if isinstance(vector, dict):  # named vectors: ours is the default one
+                    vector = vector.get("default") or next(iter(vector.values()), [])
+                yield self._record(obj, True), [float(x) for x in vector or []]
+
+        return self._scan(tenant, scan)
 
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
@@ -754,29 +763,23 @@ class WeaviateStore:
 
         native = self.translate(where)
         if native is False:
-            return
-        for name in self._read_tenants(tenant):
-            target = self._tenant(name)
-            try:
-                if native is True:
-                    for obj in target.iterator(cache_size=_PAGE):
-                        yield self._record(obj, with_text)
-                    continue
-                page: list[str] = []
-                for obj in target.iterator(cache_size=_PAGE, return_properties=[]):
-                    page.append(str(obj.uuid))
-                    if len(page) == _PAGE:
-                        yield from self._filtered_page(target, native, page, with_text, Filter)
-                        page = []
-                if page:
+            return iter(())
+
+        def scan(target: Any) -> Iterator[StoreRecord]:
+            if native is True:
+                for obj in target.iterator(cache_size=_PAGE):
+                    yield self._record(obj, with_text)
+                return
+            page: list[str] = []
+            for obj in target.iterator(cache_size=_PAGE, return_properties=[]):
+                page.append(str(obj.uuid))
+                if len(page) == _PAGE:
                     yield from self._filtered_page(target, native, page, with_text, Filter)
-            except StoreError:
-                raise
-            except Exception as exc:
-                if _tenant_missing(exc):
-                    log.info("Weaviate tenant %r does not exist: no records", name)
-                    continue
-                raise StoreError(f"Weaviate scan failed: {_reason(exc)}") from exc
+                    page = []
+            if page:
+                yield from self._filtered_page(target, native, page, with_text, Filter)
+
+        return self._scan(tenant, scan)
 
     def _filtered_page(
         self, target: Any, native: Any, page: list[str], with_text: bool, flt: Any

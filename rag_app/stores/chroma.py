@@ -232,18 +232,30 @@ class ChromaStore:
             for i, d, m, dist in zip(ids, docs, metas, dists, strict=True)
         ]
 
+    def _pages(self, where: Node | None, include: list[Any]) -> Iterator[dict[str, Any]]:
+        """`collection.get` results a page at a time (offset paging) for `where`."""
+        native = translate(where) if where is not None else None
+        offset = 0
+        while True:
+            try:
+                res: Any = self._collection.get(
+                    where=native, include=include, limit=_PAGE, offset=offset
+                )
+            except Exception as exc:
+                raise StoreError(f"Chroma scan failed: {exc}") from exc
+            if not res["ids"]:
+                return
+            yield res
+            if len(res["ids"]) < _PAGE:
+                return
+            offset += len(res["ids"])
+
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False
     ) -> Iterator[StoreRecord]:
         include: list[Any] = ["metadatas", "documents"] if with_text else ["metadatas"]
-        offset = 0
-        where = _in_tenant(where, tenant)
-        native = translate(where) if where is not None else None
-        while True:
-            res = self._collection.get(where=native, include=include, limit=_PAGE, offset=offset)
+        for res in self._pages(_in_tenant(where, tenant), include):
             ids = res["ids"]
-            if not ids:
-                return
             metas = res.get("metadatas") or [{}] * len(ids)
             docs = res.get("documents") if with_text else None
             for n, record_id in enumerate(ids):
@@ -252,9 +264,6 @@ class ChromaStore:
                     metadata=dict(metas[n] or {}),
                     text=(docs[n] if docs else None),
                 )
-            if len(ids) < _PAGE:
-                return
-            offset += len(ids)
 
     def count(self, *, tenant: str | None = None) -> int:
         if tenant is None:
@@ -290,19 +299,9 @@ class ChromaStore:
         self, *, tenant: str | None = None
     ) -> Iterator[tuple[StoreRecord, list[float]]]:
         """Every record of `tenant` (None: all) with its text and vector (export, migration)."""
-        native: Any = {"tenant": {"$eq": tenant}} if tenant is not None else None
         include: list[Any] = ["metadatas", "documents", "embeddings"]
-        offset = 0
-        while True:
-            try:
-                res = self._collection.get(
-                    where=native, include=include, limit=_PAGE, offset=offset
-                )
-            except Exception as exc:
-                raise StoreError(f"Chroma scan failed: {exc}") from exc
+        for res in self._pages(_in_tenant(None, tenant), include):
             ids = res["ids"]
-            if not ids:
-                return
             metas = res.get("metadatas") or [{}] * len(ids)
             docs = res.get("documents") or [""] * len(ids)
             vectors = res.get("embeddings")
@@ -311,9 +310,6 @@ class ChromaStore:
                     id=record_id, metadata=dict(metas[n] or {}), text=docs[n] or ""
                 )
                 yield record, ([float(x) for x in vectors[n]] if vectors is not None else [])
-            if len(ids) < _PAGE:
-                return
-            offset += len(ids)
 
     def change_token(self) -> str:
         """A token that changes whenever any writer (any host) changed this collection."""

@@ -197,29 +197,64 @@ class App:
         known.update(self.state.fields())
         return parse_filter(raw, known_fields=known, date_fields=self.settings.date_fields)
 
-    def stats(self) -> dict[str, Any]:
-        """Counts per tenant, category and document, from the ingest state (no store scan)."""
+    def stats(self, *, last_runs: int = 10) -> dict[str, Any]:
+        """Counts per tenant, source type and category for the configured store, the totals
+        of every store this state database knows, and the last ingest runs. All from the
+        ingest state: no store scan, no embedding model."""
         per_tenant: Counter[str] = Counter()
         per_category: Counter[str] = Counter()
+        types: dict[str, Counter[str]] = {}
         docs = self.state.documents()
         for doc in docs:
             per_tenant[doc.tenant] += doc.chunks
+            kind = types.setdefault(doc.source_type, Counter())
+            kind["documents"] += 1
+            kind["chunks"] += doc.chunks
+            kind[f"tenant:{doc.tenant}"] += doc.chunks
             category = doc.facets.get("category")
             if category is not None:
                 per_category[str(category)] += doc.chunks
-        info = self.store.info
+        here = self.store_location
+        stores = [
+            {"store": ns, "documents": n_docs, "chunks": n_chunks, "current": ns == here}
+            for ns, (n_docs, n_chunks) in self.state.document_totals().items()
+        ]
+        if not any(s["current"] for s in stores):
+            stores.append({"store": here, "documents": 0, "chunks": 0, "current": True})
         return {
-            "store": info.backend,
-            "location": info.location,
-            "collection": info.collection,
-            "embedding_model": info.embedding_model,
+            "store": self.settings.store,
+            "location": here,
+            "collection": self.settings.collection,
             "chunks": sum(per_tenant.values()),
             "documents": len(docs),
             "per_tenant": dict(sorted(per_tenant.items())),
+            "per_source_type": [
+                {
+                    "type": kind,
+                    "documents": c["documents"],
+                    "chunks": c["chunks"],
+                    "per_tenant": {
+                        k.removeprefix("tenant:"): v
+                        for k, v in sorted(c.items())
+                        if k.startswith("tenant:")
+                    },
+                }
+                for kind, c in sorted(types.items())
+            ],
             "per_category": dict(sorted(per_category.items())),
             "per_source": [
-                {"tenant": d.tenant, "source": d.source, "chunks": d.chunks}
+                {
+                    "tenant": d.tenant,
+                    "source": d.source,
+                    "type": d.source_type,
+                    "chunks": d.chunks,
+                    "updated_at": d.updated_at,
+                }
                 for d in sorted(docs, key=lambda d: (d.tenant, d.source))
+            ],
+            "stores": stores,
+            "last_ingests": [
+                r.as_dict() for r in self.state.runs(limit=last_runs, every_store=True)
             ],
         }
 

@@ -90,7 +90,7 @@ def _global(
 
 
 def _register() -> None:
-    from rag_app.cli import admin, chat, ingest, query, stores, transfer, ui, verify
+    from rag_app.cli import admin, chat, cost, ingest, query, stores, transfer, ui, verify
 
     ingest.register(app)
     query.register(app)
@@ -100,6 +100,7 @@ def _register() -> None:
     verify.register(app)
     transfer.register(app)
     stores.register(app)
+    cost.register(app)
     __import__("rag_app.cli.eval", fromlist=["register"]).register(app)  # rag-app eval ...
 
 

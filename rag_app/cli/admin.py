@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -14,28 +15,104 @@ from rag_app.errors import RagAppError
 
 def stats(
     ctx: typer.Context,
+    documents: Annotated[
+        bool, typer.Option("--documents", help="Also list every document with its chunks.")
+    ] = False,
+    last: Annotated[
+        int, typer.Option("--last", min=0, max=1000, help="How many recent ingests to show.")
+    ] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> int:
-    """Chunk and document counts per tenant and source."""
-    data = ctx.obj.app.stats()
+    """Counts per tenant, source type and store, and the last ingests (from the ingest
+    state: no store scan)."""
+    data = ctx.obj.app.stats(last_runs=last)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return 0
     console = Console()
     console.print(
-        f"{data['store']} {data['location']} collection={data['collection']} "
-        f"model={data['embedding_model']}: {data['chunks']} chunks in {data['documents']} "
-        "documents"
+        f"{data['location']} (collection {data['collection']}): {data['chunks']} chunks in "
+        f"{data['documents']} documents"
     )
-    table = Table("tenant", "chunks")
-    for tenant, n in data["per_tenant"].items():
-        table.add_row(tenant, str(n))
+    tenants = list(data["per_tenant"])
+    table = Table("source type", "documents", "chunks", *tenants, title="Per source type")
+    for row in data["per_source_type"]:
+        table.add_row(
+            row["type"],
+            str(row["documents"]),
+            str(row["chunks"]),
+            *(str(row["per_tenant"].get(t, 0)) for t in tenants),
+        )
+    table.add_row(
+        "all",
+        str(data["documents"]),
+        str(data["chunks"]),
+        *(str(data["per_tenant"][t]) for t in tenants),
+        style="bold",
+    )
     console.print(table)
-    table = Table("tenant", "source", "chunks")
-    for row in data["per_source"]:
-        table.add_row(row["tenant"], row["source"], str(row["chunks"]))
+    table = Table("store", "documents", "chunks", title="Stores in this state database")
+    for row in data["stores"]:
+        mark = " (current)" if row["current"] else ""
+        table.add_row(row["store"] + mark, str(row["documents"]), str(row["chunks"]))
     console.print(table)
+    if last:
+        console.print(_runs_table(data["last_ingests"], data["location"]))
+    if documents:
+        table = Table("tenant", "source", "type", "chunks", "ingested", title="Documents")
+        for row in data["per_source"]:
+            table.add_row(
+                row["tenant"],
+                row["source"],
+                row["type"],
+                str(row["chunks"]),
+                _when(row["updated_at"]),
+            )
+        console.print(table)
     return 0
+
+
+def _when(ts: float | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, tz=UTC).strftime(fmt)
+
+
+_COUNT_LABELS = {
+    "files_indexed": "{} indexed",
+    "files_unchanged": "{} unchanged",
+    "files_removed": "{} removed",
+    "chunks_added": "+{} chunks",
+    "chunks_deleted": "-{} chunks",
+    "rejected": "{} REJECTED",
+    "still_served": "{} still served",
+    "records_written": "{} records",
+    "records_resumed": "{} resumed",
+    "records_skipped": "{} skipped",
+    "files_marked": "{} files",
+}
+
+
+def _runs_table(runs: list[dict[str, Any]], current: str) -> Table:
+    other_stores = any(r["store"] != current for r in runs)
+    columns = ["started (UTC)", "origin", "status", "s", "what", "result"]
+    table = Table(*columns, *(["store"] if other_stores else []), title="Last ingests")
+    for run in runs:
+        parts = [_COUNT_LABELS.get(k, k + " {}").format(v) for k, v in run["counts"].items() if v]
+        if run["error"]:
+            parts.append(run["error"])
+        status = "running or killed" if run["status"] == "running" else run["status"]
+        who = f" by {run['user']}" if run["user"] else ""
+        table.add_row(
+            _when(run["started_at"], "%m-%d %H:%M"),
+            f"{run['origin']}{who}@{run['host']}",
+            status,
+            "-" if run["seconds"] is None else f"{run['seconds']:.0f}",
+            " ".join(run["paths"]),
+            ", ".join(parts) or "nothing new",
+            *([run["store"]] if other_stores else []),
+        )
+    return table
 
 
 def delete(

@@ -67,7 +67,7 @@ def ingest(
         return tqdm(total=total, unit="chunk", desc="embedding", dynamic_ncols=True)
 
     report = app.ingestor.ingest(
-        paths, overrides=overrides, cleanup=mode, progress=bar if progress else None
+        paths, overrides=overrides, cleanup=mode, progress=bar if progress else None, origin="cli"
     )
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))

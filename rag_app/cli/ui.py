@@ -30,7 +30,7 @@ def serve(
         ctx.obj.overrides.setdefault("bm25_refresh", "background")
     app = ctx.obj.app
     if ingest:
-        report = app.ingestor.ingest(ingest)
+        report = app.ingestor.ingest(ingest, origin="serve")
         typer.echo(
             f"ingest: {report.files_indexed} indexed, {report.files_unchanged} unchanged, "
             f"{len(report.rejected)} rejected"

@@ -154,6 +154,7 @@ def prepare(
         dataset.corpus,
         overrides=dataset.overrides,
         progress=bar if progress is not None else None,
+        origin="eval",
     )
     if report.rejected:
         shown = "; ".join(f"{r.location}: {r.reason}" for r in report.rejected[:5])

@@ -112,6 +112,18 @@ class IngestReport:
     def ok(self) -> bool:
         return not self.rejected
 
+    def counts(self) -> dict[str, int]:
+        """The numbers of the run log (`IngestState.finish_run`)."""
+        return {
+            "files_indexed": self.files_indexed,
+            "files_unchanged": self.files_unchanged,
+            "files_removed": self.files_removed,
+            "chunks_added": self.chunks_added,
+            "chunks_deleted": self.chunks_deleted,
+            "rejected": len(self.rejected),
+            "still_served": len(self.still_served),
+        }
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "files_seen": self.files_seen,
@@ -187,10 +199,19 @@ class Ingestor:
         cleanup: Literal["incremental", "full"] = "incremental",
         progress: ProgressFactory | None = None,
         source_root: Path | None = None,
+        origin: str = "api",
     ) -> IngestReport:
         """Ingest files and folders. Documents are named (`source`) relative to the working
         directory, else to the folder holding the given path (or `source_root`'s parent).
-        The run is recorded in the metrics (`rag_app.monitoring`)."""
+        The run is recorded in the metrics (`rag_app.monitoring`) and, with `origin` (cli,
+        upload, repair, ...), in the state database's run log (`rag-app stats`)."""
+        paths = [Path(p) for p in paths]
+        uploader = (overrides or {}).get("uploaded_by")
+        run_id = self.state.begin_run(
+            origin=origin,
+            paths=[str(p) for p in paths],
+            user=None if uploader is None else str(uploader),
+        )
         try:
             report = self._ingest(
                 paths,
@@ -199,9 +220,19 @@ class Ingestor:
                 progress=progress,
                 source_root=source_root,
             )
-        except Exception as exc:
-            monitoring.metrics().record_error("ingest", exc)
+        except BaseException as exc:
+            self.state.finish_run(
+                run_id,
+                status="failed",
+                counts={},
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            if isinstance(exc, Exception):
+                monitoring.metrics().record_error("ingest", exc)
             raise
+        self.state.finish_run(
+            run_id, status="ok" if report.ok else "partial", counts=report.counts()
+        )
         monitoring.metrics().record_ingest(report)
         return report
 

@@ -16,10 +16,12 @@ to one host, so the store itself carries a change token (`VectorStorePort.change
 from __future__ import annotations
 
 import json
+import socket
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +34,7 @@ from sqlalchemy import (
     bindparam,
     create_engine,
     delete,
+    func,
     select,
     text,
     update,
@@ -83,6 +86,26 @@ documents_table = Table(
 )
 FACET_FIELDS = ("category", "tags")
 
+# One row per ingest run (CLI, upload, repair, import, ...), for `rag-app stats`. A run is
+# written as "running" when it starts, so one that was killed stays visible as such.
+ingest_runs_table = Table(
+    "rag_ingest_runs",
+    _meta,
+    Column("namespace", String(512), primary_key=True),
+    Column("run_id", String(64), primary_key=True),
+    Column("origin", String(32), nullable=False),
+    Column("host", String(256), nullable=False),
+    Column("user", String(256), nullable=True),
+    Column("paths", String(8192), nullable=False),  # JSON list of what was given
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=True),
+    Column("status", String(16), nullable=False),  # running | ok | partial | failed
+    Column("counts", String(2048), nullable=False),  # JSON: files/chunks written, deleted...
+    Column("error", String(1024), nullable=True),
+)
+RUNS_KEPT = 1000  # per namespace; older runs are pruned when a new one starts
+RUN_STATUSES = ("running", "ok", "partial", "failed")
+
 
 @dataclass(frozen=True)
 class DocumentRow:
@@ -96,6 +119,49 @@ class DocumentRow:
     facets: dict[str, Any]
     chunks: int
     updated_at: float
+
+    @property
+    def source_type(self) -> str:
+        """The file type (suffix) of the file the document came from: md, pdf, jsonl, ..."""
+        # Rows rebuilt from records without a record-manager group have only the source
+        # ("<file>" or "<file>#<record id>" for a JSONL record).
+        name = self.source.rsplit("#", 1)[0] if self.file_key.startswith("?") else self.file_key
+        return PurePath(name).suffix.lower().lstrip(".") or "(none)"
+
+
+@dataclass(frozen=True)
+class IngestRun:
+    """One ingest run as recorded in the state database."""
+
+    run_id: str
+    namespace: str
+    origin: str
+    host: str
+    user: str | None
+    paths: list[str]
+    started_at: float
+    finished_at: float | None
+    status: str
+    counts: dict[str, int]
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "store": self.namespace,
+            "origin": self.origin,
+            "host": self.host,
+            "user": self.user,
+            "paths": self.paths,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "seconds": None
+            if self.finished_at is None
+            else round(self.finished_at - self.started_at, 3),
+            "status": self.status,
+            "counts": self.counts,
+            "error": self.error,
+        }
 
 
 class IngestState:
@@ -304,6 +370,104 @@ class IngestState:
                 facets=dict(json.loads(r["facets"])),
                 chunks=int(r["chunks"]),
                 updated_at=float(r["updated_at"]),
+            )
+            for r in rows
+        ]
+
+    def document_totals(self) -> dict[str, tuple[int, int]]:
+        """Every store (namespace) this state database knows: namespace -> (documents,
+        chunks)."""
+        table = documents_table
+        query = select(
+            table.c.namespace, func.count(table.c.group_id), func.sum(table.c.chunks)
+        ).group_by(table.c.namespace)
+        with self.engine.connect() as conn:
+            return {
+                str(ns): (int(docs), int(chunks or 0))
+                for ns, docs, chunks in conn.execute(query.order_by(table.c.namespace))
+            }
+
+    # -- ingest runs --------------------------------------------------------------------
+    def begin_run(self, *, origin: str, paths: Sequence[str], user: str | None = None) -> str:
+        """Record that an ingest run started; returns its id for `finish_run`."""
+        table = ingest_runs_table
+        run_id = uuid.uuid4().hex
+        shown = [p[:512] for p in paths[:50]]
+        if len(paths) > 50:
+            shown.append(f"... {len(paths) - 50} more")
+        with self.engine.begin() as conn:
+            conn.execute(
+                table.insert().values(
+                    namespace=self.namespace,
+                    run_id=run_id,
+                    origin=origin[:32],
+                    host=socket.gethostname()[:256],
+                    user=None if user is None else user[:256],
+                    paths=json.dumps(shown, ensure_ascii=False)[:8192],
+                    started_at=time.time(),
+                    finished_at=None,
+                    status="running",
+                    counts="{}",
+                    error=None,
+                )
+            )
+            keep = (
+                select(table.c.run_id)
+                .where(table.c.namespace == self.namespace)
+                .order_by(table.c.started_at.desc())
+                .limit(RUNS_KEPT)
+            )
+            conn.execute(
+                delete(table).where(
+                    table.c.namespace == self.namespace, table.c.run_id.not_in(keep)
+                )
+            )
+        return run_id
+
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        counts: Mapping[str, int],
+        error: str | None = None,
+    ) -> None:
+        if status not in RUN_STATUSES[1:]:
+            raise ValueError(f"unknown run status {status!r}")
+        table = ingest_runs_table
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(table)
+                .where(table.c.namespace == self.namespace, table.c.run_id == run_id)
+                .values(
+                    finished_at=time.time(),
+                    status=status,
+                    counts=json.dumps({k: int(v) for k, v in counts.items()}),
+                    error=None if error is None else error[:1024],
+                )
+            )
+
+    def runs(self, *, limit: int = 10, every_store: bool = False) -> list[IngestRun]:
+        """The latest ingest runs, newest first: of this store, or of every store."""
+        table = ingest_runs_table
+        query = select(table).order_by(table.c.started_at.desc()).limit(limit)
+        if not every_store:
+            query = query.where(table.c.namespace == self.namespace)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            IngestRun(
+                run_id=r["run_id"],
+                namespace=r["namespace"],
+                origin=r["origin"],
+                host=r["host"],
+                user=r["user"],
+                paths=list(json.loads(r["paths"])),
+                started_at=float(r["started_at"]),
+                finished_at=None if r["finished_at"] is None else float(r["finished_at"]),
+                status=r["status"],
+                counts={str(k): int(v) for k, v in json.loads(r["counts"]).items()},
+                error=r["error"],
             )
             for r in rows
         ]

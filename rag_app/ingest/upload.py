@@ -86,6 +86,7 @@ def ingest_uploads(
             progress=progress,
             # sources read uploads/<tenant>/<user>/<file>, never the server's data path
             source_root=upload_root,
+            origin="upload",
         )
         inner.rejected = [*report.rejected, *inner.rejected]
         return inner

@@ -408,7 +408,9 @@ def repair(app: App, report: VerifyReport) -> RepairReport:
         path = Path(file_key)
         if path.is_file():
             ingest = app.ingestor.ingest(
-                [path], source_root=source_root(file_key, sources.get(file_key))
+                [path],
+                source_root=source_root(file_key, sources.get(file_key)),
+                origin="repair",
             )
             if ingest.ok and state.fingerprint(file_key) is not None:
                 result.reingested.append(file_key)

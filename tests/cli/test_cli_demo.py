@@ -179,7 +179,11 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
     proc.communicate(timeout=120)
     assert proc.returncode != 0, "ingest finished before it could be interrupted"
 
-    partial = json.loads(run(["stats", "--json"], e).stdout)["chunks"]
+    interrupted = json.loads(run(["stats", "--json"], e).stdout)
+    partial = interrupted["chunks"]
+    # the run log says what happened to that run
+    assert interrupted["last_ingests"][0]["status"] == "failed"
+    assert interrupted["last_ingests"][0]["error"].startswith("KeyboardInterrupt")
     full = json.loads(run(["stats", "--json"], env).stdout)
     rerun = json.loads(run(["ingest", "demo/corpus", "--no-progress", "--json"], e).stdout)
     assert rerun["rejected"] == []
@@ -188,10 +192,14 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
     # Same chunks as an uninterrupted ingest of the demo corpus: nothing missing, nothing
     # duplicated (the shared index may also hold files other tests added).
     def demo_only(stats: dict) -> list:
-        return [r for r in stats["per_source"] if r["source"].startswith("demo/corpus/")]
+        return [
+            (r["tenant"], r["source"], r["chunks"])
+            for r in stats["per_source"]
+            if r["source"].startswith("demo/corpus/")
+        ]
 
     assert demo_only(after) == demo_only(full)
-    assert after["chunks"] == sum(r["chunks"] for r in demo_only(full)) >= partial
+    assert after["chunks"] == sum(n for _, _, n in demo_only(full)) >= partial
 
 
 def test_delete_shows_what_it_removes_and_asks_first(env):

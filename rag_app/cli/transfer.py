@@ -24,7 +24,13 @@ def export(
     tenant: Annotated[
         str | None, typer.Option(help="Export only this tenant.", show_default=False)
     ] = None,
-    page_size: Annotated[int, typer.Option(min=1, help="Records read per page.")] = 500,
+    page_size: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Records written to the file per batch (the store adapter pages its own reads).",
+        ),
+    ] = 500,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> int:
     """Export every chunk (id, text, metadata, vector) with a header and checksums."""

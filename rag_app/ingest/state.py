@@ -374,6 +374,18 @@ class IngestState:
             for r in rows
         ]
 
+    def tenants(self) -> list[str]:
+        """The tenants that have documents in this store, sorted."""
+        table = documents_table
+        query = (
+            select(table.c.tenant)
+            .where(table.c.namespace == self.namespace)
+            .distinct()
+            .order_by(table.c.tenant)
+        )
+        with self.engine.connect() as conn:
+            return [str(t) for (t,) in conn.execute(query)]
+
     def document_totals(self) -> dict[str, tuple[int, int]]:
         """Every store (namespace) this state database knows: namespace -> (documents,
         chunks)."""

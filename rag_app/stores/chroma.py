@@ -433,6 +433,14 @@ class ChromaStore:
                 f"rag-app stores protect {name} --off"
             )
         try:
+            # Records first, then the collection: Chroma 1.5's delete_collection leaves the
+            # records' list-valued metadata on disk, and the next records written anywhere in
+            # this Chroma inherit it (chroma-core/chroma#7594; seen as stray `tags` here).
+            while True:
+                ids = coll.get(limit=_PAGE, include=[])["ids"]
+                if not ids:
+                    break
+                coll.delete(ids=ids)
             self._client.delete_collection(name)
         except Exception as exc:
             raise StoreError(f"cannot delete Chroma collection {name!r}: {exc}") from exc

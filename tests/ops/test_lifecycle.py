@@ -1,5 +1,5 @@
 """`rag-app stores list | describe | create | protect | delete` and `rag-app delete
---older-than` on embedded Chroma and on the Pinecone and Weaviate emulators."""
+--older-than` on embedded Chroma, a Chroma server and the Pinecone and Weaviate emulators."""
 
 from __future__ import annotations
 
@@ -143,19 +143,21 @@ def test_delete_needs_a_selection(tmp_path: Path) -> None:
         cli(app, "delete", "--older-than", "soon")
 
 
-# -- Chroma embedded -----------------------------------------------------------------------
+# -- Chroma, embedded and server (the `chroma` fixture) --------------------------------------
 @pytest.fixture
-def chroma_app(tmp_path: Path) -> Iterator[App]:
-    app = App(Settings(data_dir=tmp_path / "data"), embeddings=HashEmbeddings(32))
+def chroma_app(chroma: Any, tmp_path: Path) -> Iterator[App]:
+    settings = Settings(data_dir=tmp_path / "data", **chroma.options())
+    app = App(settings, embeddings=HashEmbeddings(32))
     yield app
     app.close()
 
 
-def test_lifecycle_on_chroma(chroma_app: App, corpus: Path) -> None:
+def test_lifecycle_on_chroma(chroma_app: App, chroma: Any, corpus: Path) -> None:
+    assert chroma_app.store.info.backend == chroma.kind
     older_than(chroma_app, corpus)
     chroma_app.ingestor.ingest([corpus])  # back to three documents
     assert chroma_app.store.count() == 3
-    lifecycle(chroma_app, "archive_2026")
+    lifecycle(chroma_app, chroma.name("archive_2026"))
     info = chroma_app.store.describe_collection(chroma_app.store.info.collection)  # type: ignore[attr-defined]
     assert info.metric == "cosine" and info.per_tenant == {"acme": 2, "globex": 1}
 
@@ -163,6 +165,31 @@ def test_lifecycle_on_chroma(chroma_app: App, corpus: Path) -> None:
 def test_chroma_create_refuses_other_metrics(chroma_app: App) -> None:
     with pytest.raises(ConfigError, match="cosine"):
         cli(chroma_app, "stores", "create", "x_col", "--metric", "l2")
+
+
+def test_deleted_collection_leaves_no_list_metadata_behind(chroma: Any, tmp_path: Path) -> None:
+    """`stores delete` of a collection that holds records, then an ingest into another one:
+    the new chunk must not carry the deleted chunk's list fields (here `tags`). Chroma 1.5's
+    own delete_collection fails this (chroma-core/chroma#7594); the adapter deletes the
+    records first."""
+    tagged, plain = tmp_path / "tagged", tmp_path / "plain"
+    tagged.mkdir()
+    plain.mkdir()
+    (tagged / "t.md").write_text(doc("T", "robot notes", extra="tags: [secret, internal]\n"))
+    (plain / "p.md").write_text(doc("P", "robot notes"))
+    data = tmp_path / "data"  # one Chroma (embedded) for both collections
+    old = App(Settings(data_dir=data, **chroma.options("old_col")), embeddings=HashEmbeddings(32))
+    assert old.ingestor.ingest([tagged]).ok
+    assert all("tags" in r.metadata for r in old.store.records())  # type: ignore[attr-defined]
+    old.close()
+    new = App(Settings(data_dir=data, **chroma.options("new_col")), embeddings=HashEmbeddings(32))
+    try:
+        cli(new, "stores", "delete", old.store.info.collection, "--yes")
+        assert new.ingestor.ingest([plain]).ok
+        leaked = [r.metadata for r in new.store.records() if "tags" in r.metadata]  # type: ignore[attr-defined]
+        assert not leaked, f"the new chunk inherited the deleted one's list fields: {leaked}"
+    finally:
+        new.close()
 
 
 # -- Pinecone emulator ---------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """`rag-app export` / `rag-app import`: round trips, refusals, corruption, resume after an
-interruption (an exception, and a real kill -9), one tenant only."""
+interruption (an exception, and a real kill -9), one tenant only. The tests that take `chroma`
+run on embedded Chroma and on a Chroma server; the round trip also crosses between the two."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from rag_app.access.permissions import Principal
 from rag_app.app import App
 from rag_app.ops.transfer import TransferError, export_index, import_file, read_header
 from rag_app.settings import Settings
+from rag_app.stores.base import Scannable
 from tests.fakes import HashEmbeddings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +33,7 @@ PRINCIPALS = [
     Principal.anonymous("globex"),
     Principal("globex", "gus", frozenset({"ops"})),
 ]
+ON_SERVER = [pytest.mark.server, pytest.mark.slow]
 QUERIES = ["robot gears", "salaries pay review", "factory tour safety", "record about widgets"]
 
 
@@ -74,12 +77,16 @@ def _corpus(root: Path) -> Path:
     return corpus
 
 
-def _app(data: Path, **settings: Any) -> App:
-    s = Settings(data_dir=data, chunk_size=40, chunk_overlap=8, collection="docs", **settings)
+def _app(data: Path, chroma: Any = None, collection: str = "docs", **settings: Any) -> App:
+    """An App on embedded Chroma, or on `chroma` (embedded, or a collection of the server's
+    that `chroma.name` gave, a fresh one unless `collection` is one it gave before)."""
+    where = chroma.options(collection) if chroma is not None else {"collection": collection}
+    s = Settings(data_dir=data, chunk_size=40, chunk_overlap=8, **{**where, **settings})
     return App(s, embeddings=HashEmbeddings(DIM))
 
 
 def _snapshot(app: App, tenant: str | None = None) -> dict[str, Any]:
+    assert isinstance(app.store, Scannable)
     return {r.id: (r.text, r.metadata) for r in app.store.records(tenant=tenant, with_text=True)}
 
 
@@ -96,10 +103,10 @@ def _topk(app: App, principals: list[Principal] = PRINCIPALS) -> dict[Any, Any]:
 
 
 @pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> tuple[App, Path, Path]:
+def source(chroma: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[App, Path, Path]:
     root = tmp_path_factory.mktemp("src")
     corpus = _corpus(root)
-    app = _app(root / "data")
+    app = _app(root / "data", chroma)
     report = app.ingestor.ingest([corpus])
     assert report.ok and report.files_indexed == 4
     out = root / "all.jsonl.gz"
@@ -118,7 +125,9 @@ def test_export_file_has_header_records_files_and_trailer(source: tuple[App, Pat
     header, trailer = lines[0], lines[-1]
     assert header["type"] == "header" and trailer["type"] == "trailer"
     assert header["embedding"] == {"model": f"hash-{DIM}", "dimension": DIM}
-    assert header["store"]["backend"] == "chroma" and header["store"]["collection"] == "docs"
+    assert header["store"]["backend"] == app.store.info.backend
+    assert header["store"]["collection"] == app.store.info.collection
+    assert header["store"]["location"] == app.store_location
     assert header["chunking"]["chunk_size"] == 40
     assert header["started_at"].endswith("+00:00")
     assert header["records_at_start"]["total"] == app.store.count()
@@ -132,11 +141,22 @@ def test_export_file_has_header_records_files_and_trailer(source: tuple[App, Pat
     assert read_header(out) == header
 
 
+@pytest.mark.parametrize(
+    "into",
+    [pytest.param("same", id="into-same"), pytest.param("other", marks=ON_SERVER, id="into-other")],
+)
 def test_round_trip_to_another_chroma_keeps_ids_metadata_topk_and_state(
-    source: tuple[App, Path, Path], tmp_path: Path
+    source: tuple[App, Path, Path],
+    chroma: Any,
+    into: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
+    """Into the same kind of Chroma, and into the other one (embedded <-> server)."""
     app, corpus, out = source
-    target = _app(tmp_path / "data")
+    place = chroma if into == "same" else request.getfixturevalue("other_chroma")
+    target = _app(tmp_path / "data", place)
+    assert target.store.info.backend == place.kind
     summary = import_file(target, out, batch=5)
     assert summary.records_written == app.store.count() == target.store.count()
     assert _snapshot(target) == _snapshot(app)
@@ -169,15 +189,17 @@ def test_round_trip_to_another_chroma_keeps_ids_metadata_topk_and_state(
         )
 
 
-def test_refuses_another_model_or_dimension(source: tuple[App, Path, Path], tmp_path: Path) -> None:
+def test_refuses_another_model_or_dimension(
+    source: tuple[App, Path, Path], chroma: Any, tmp_path: Path
+) -> None:
     _, _, out = source
     other_dim = App(
-        Settings(data_dir=tmp_path / "a", collection="docs"), embeddings=HashEmbeddings(16)
+        Settings(data_dir=tmp_path / "a", **chroma.options("docs")), embeddings=HashEmbeddings(16)
     )
     with pytest.raises(TransferError, match=r"'hash-32' \(32 dimensions\).*'hash-16' \(16"):
         import_file(other_dim, out)
     other_model = App(
-        Settings(data_dir=tmp_path / "b", collection="docs"),
+        Settings(data_dir=tmp_path / "b", **chroma.options("docs")),
         embeddings=HashEmbeddings(DIM, name="other"),
     )
     with pytest.raises(TransferError, match=r"'hash-32'.*'other-32'"):
@@ -194,7 +216,9 @@ def _rewrite(src: Path, dst: Path, edit: Any) -> None:
                 fh.write(json.dumps(line) + "\n")
 
 
-def test_corrupted_line_is_an_error(source: tuple[App, Path, Path], tmp_path: Path) -> None:
+def test_corrupted_line_is_an_error(
+    source: tuple[App, Path, Path], chroma: Any, tmp_path: Path
+) -> None:
     _, _, out = source
     bad = tmp_path / "bad.jsonl.gz"
 
@@ -205,7 +229,7 @@ def test_corrupted_line_is_an_error(source: tuple[App, Path, Path], tmp_path: Pa
 
     _rewrite(out, bad, edit)
     with pytest.raises(TransferError, match=r"line 4 .* is corrupted"):
-        import_file(_app(tmp_path / "t1"), bad)
+        import_file(_app(tmp_path / "t1", chroma), bad)
 
     def vector(n: int, line: dict[str, Any]) -> dict[str, Any]:
         if n == 5:
@@ -214,24 +238,24 @@ def test_corrupted_line_is_an_error(source: tuple[App, Path, Path], tmp_path: Pa
 
     _rewrite(out, bad, vector)
     with pytest.raises(TransferError, match=r"line 6 .* is corrupted"):
-        import_file(_app(tmp_path / "t2"), bad)
+        import_file(_app(tmp_path / "t2", chroma), bad)
 
     # a record removed (digests still fine) is caught by the trailer's count and checksum
     _rewrite(out, bad, lambda n, line: None if n == 2 else line)
     with pytest.raises(TransferError, match="the trailer says"):
-        import_file(_app(tmp_path / "t3"), bad)
+        import_file(_app(tmp_path / "t3", chroma), bad)
 
     # an export that did not finish has no trailer
     _rewrite(out, bad, lambda n, line: None if line["type"] == "trailer" else line)
     with pytest.raises(TransferError, match="no trailer"):
-        import_file(_app(tmp_path / "t4"), bad)
+        import_file(_app(tmp_path / "t4", chroma), bad)
 
 
 def test_interrupted_import_resumes_without_duplicates(
-    source: tuple[App, Path, Path], tmp_path: Path
+    source: tuple[App, Path, Path], chroma: Any, tmp_path: Path
 ) -> None:
     app, _, out = source
-    target = _app(tmp_path / "data")
+    target = _app(tmp_path / "data", chroma)
     real = target.store.upsert
     calls = {"n": 0}
 
@@ -258,13 +282,15 @@ def test_interrupted_import_resumes_without_duplicates(
     assert target.store.count() == app.store.count()
 
 
-def test_one_tenant_export_and_import(source: tuple[App, Path, Path], tmp_path: Path) -> None:
+def test_one_tenant_export_and_import(
+    source: tuple[App, Path, Path], chroma: Any, tmp_path: Path
+) -> None:
     app, _, out = source
     only = tmp_path / "globex.jsonl.gz"
     summary = export_index(app, only, tenant="globex")
     assert set(summary.tenants) == {"globex"}
     assert _lines(only)[0]["tenant"] == "globex"
-    target = _app(tmp_path / "a")
+    target = _app(tmp_path / "a", chroma)
     import_file(target, only)
     assert target.store.count() == target.store.count(tenant="globex") == summary.records
     assert _snapshot(target) == _snapshot(app, "globex")
@@ -273,7 +299,7 @@ def test_one_tenant_export_and_import(source: tuple[App, Path, Path], tmp_path: 
     assert {d.tenant for d in target.state.documents()} == {"globex"}
     assert target.state.fields("acme") == {}
     # one tenant out of a full export
-    target2 = _app(tmp_path / "b")
+    target2 = _app(tmp_path / "b", chroma)
     result = import_file(target2, out, tenant="acme")
     assert result.records_skipped == app.store.count(tenant="globex")
     assert _snapshot(target2) == _snapshot(app, "acme")
@@ -294,8 +320,11 @@ _CLI = (
 )
 
 
-def _run_cli(*args: str) -> subprocess.Popen[bytes]:
+def _run_cli(*args: str, chroma_url: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAG_CHROMA_URL", None)
+    if chroma_url:
+        env["RAG_CHROMA_URL"] = chroma_url
     return subprocess.Popen(
         [sys.executable, "-c", _CLI, *args],
         cwd=ROOT,
@@ -311,8 +340,9 @@ def _forget_chroma_clients() -> None:
     SharedSystemClient.clear_system_cache()
 
 
-def test_kill_9_mid_import_then_rerun(tmp_path: Path) -> None:
-    src = _app(tmp_path / "src")
+def test_kill_9_mid_import_then_rerun(chroma: Any, tmp_path: Path) -> None:
+    """On the server, the process killed is the client: the import command."""
+    src = _app(tmp_path / "src", chroma)
     rnd = random.Random(7)
     n = 3000
     for start in range(0, n, 500):
@@ -326,9 +356,9 @@ def test_kill_9_mid_import_then_rerun(tmp_path: Path) -> None:
     out = tmp_path / "big.jsonl.gz"
     export_index(src, out)
     data = tmp_path / "dst"
-    proc = _run_cli(
-        "--data-dir", str(data), "--collection", "docs", "import", str(out), "--batch-size", "10"
-    )
+    collection = chroma.name("docs")
+    where = ["--data-dir", str(data), "--collection", collection]
+    proc = _run_cli(*where, "import", str(out), "--batch-size", "10", chroma_url=chroma.url)
     markers = data / "imports"
     deadline = time.monotonic() + 60
     killed_at = 0
@@ -345,17 +375,17 @@ def test_kill_9_mid_import_then_rerun(tmp_path: Path) -> None:
     proc.wait(timeout=30)
     if proc.returncode != -signal.SIGKILL:
         pytest.fail(f"the import was not killed mid-way: rc={proc.returncode}")
-    target = _app(data)
+    target = _app(data, chroma, collection)
     partial = target.store.count()
     assert 0 < partial < n
     target.close()
     _forget_chroma_clients()  # another process writes to that folder now
-    rerun = _run_cli("--data-dir", str(data), "--collection", "docs", "import", str(out), "-q")
+    rerun = _run_cli(*where, "import", str(out), "-q", chroma_url=chroma.url)
     stdout, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr.decode()
     assert "already written" in stdout.decode()
     _forget_chroma_clients()
-    target = _app(data)
+    target = _app(data, chroma, collection)
     assert target.store.count() == n
     assert _snapshot(target) == _snapshot(src)
     check = tmp_path / "check.jsonl.gz"
@@ -374,7 +404,7 @@ def _same_vectors(a: Path, b: Path) -> None:
 
 
 def test_cli_export_and_import(
-    source: tuple[App, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: tuple[App, Path, Path], chroma: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
@@ -385,21 +415,31 @@ def test_cli_export_and_import(
     if "import" not in {c.name for c in cli.registered_commands}:
         transfer.register(cli)
     monkeypatch.setattr(app_module, "build_embeddings", lambda s: HashEmbeddings(DIM))
+    if chroma.url:  # as a user points the command at a server
+        monkeypatch.setenv("RAG_CHROMA_URL", chroma.url)
+    else:
+        monkeypatch.delenv("RAG_CHROMA_URL", raising=False)
     app, _, _ = source
     data = app.settings.data_dir
     out = tmp_path / "x.jsonl.gz"
     runner = CliRunner()
-    args = ["--data-dir", str(data), "--collection", "docs"]
+    args = ["--data-dir", str(data), "--collection", app.store.info.collection]
     res = runner.invoke(cli, [*args, "export", "--out", str(out), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert f"exported {app.store.count()} records" in res.output
-    dst = ["--data-dir", str(tmp_path / "d"), "--collection", "docs"]
+    assert read_header(out)["store"]["backend"] == chroma.kind
+    collection = chroma.name("docs")
+    dst = ["--data-dir", str(tmp_path / "d"), "--collection", collection]
     res = runner.invoke(cli, [*dst, "import", str(out), "-q"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     assert f"imported {app.store.count()} records" in res.output
+    target = _app(tmp_path / "d", chroma, collection=collection)
+    assert _snapshot(target) == _snapshot(app)
+    target.close()
 
 
 @pytest.mark.server
+@pytest.mark.parametrize("chroma", ["chroma"], indirect=True)  # the emulators are the point
 def test_migration_chroma_pinecone_weaviate_chroma(
     source: tuple[App, Path, Path], tmp_path: Path
 ) -> None:

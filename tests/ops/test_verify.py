@@ -1,9 +1,11 @@
-"""`rag-app verify [--repair]` on embedded Chroma: a clean index, each kind of problem injected
-behind the ingest state's back, and repairs that leave a clean index."""
+"""`rag-app verify [--repair]` on embedded Chroma and a Chroma server (the `chroma` fixture): a
+clean index, each kind of problem injected behind the ingest state's back, and repairs that leave
+a clean index; then the same walk on the Pinecone and Weaviate emulators."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -19,6 +21,7 @@ from rag_app.errors import ConfigError
 from rag_app.ingest.state import tenant_fields_table
 from rag_app.ops.verify import repair, source_root, verify
 from rag_app.settings import Settings
+from rag_app.stores.base import StoreRecord
 from tests.fakes import HashEmbeddings
 
 
@@ -47,8 +50,10 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app(tmp_path: Path, corpus: Path) -> Any:
-    settings = Settings(data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=10)
+def app(chroma: Any, tmp_path: Path, corpus: Path) -> Any:
+    settings = Settings(
+        data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=10, **chroma.options()
+    )
     application = App(settings, embeddings=HashEmbeddings(32))
     report = application.ingestor.ingest([corpus])
     assert report.ok, report.rejected
@@ -95,13 +100,18 @@ def test_clean_index_has_no_problems(app: App) -> None:
     assert data["problems"]["wrong_dimension"]["count"] == 0
 
 
-def test_a_stored_vector_of_the_wrong_length_is_reported(app: App, monkeypatch) -> None:
+def test_a_stored_vector_of_the_wrong_length_is_reported(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from rag_app.stores.chroma import ChromaStore
 
     real = ChromaStore.records_with_vectors
+    assert isinstance(app.store, ChromaStore)  # embedded or server: the patch reaches both
     victim = next(iter(app.store.get([r.id for r in app.store.records()][:1])))
 
-    def truncated(self, *, tenant=None):  # a store that returns one short vector
+    def truncated(
+        self: ChromaStore, *, tenant: str | None = None
+    ) -> Iterator[tuple[StoreRecord, list[float]]]:  # a store that returns one short vector
         for record, vector in real(self, tenant=tenant):
             yield record, (vector[:5] if record.id == victim.id else vector)
 
@@ -250,6 +260,7 @@ def test_everything_at_once_then_clean(app: App, corpus: Path) -> None:
     assert cli(app)[0] == 0
 
 
+@pytest.mark.parametrize("chroma", ["chroma"], indirect=True)  # the store is wrapped away
 def test_requires_a_scannable_store(app: App) -> None:
     class Opaque:
         def __init__(self, inner: Any) -> None:

@@ -224,7 +224,10 @@ class App:
         return {
             "store": self.settings.store,
             "location": here,
-            "collection": self.settings.collection,
+            # the store's own spelling when it is open (Weaviate capitalises), else as set
+            "collection": self.store.info.collection
+            if "store" in self.__dict__
+            else self.settings.collection,
             "chunks": sum(per_tenant.values()),
             "documents": len(docs),
             "per_tenant": dict(sorted(per_tenant.items())),

@@ -225,6 +225,10 @@ class WeaviateStore:
             api_key=api_key,
             timeout_s=timeout_s,
         )
+        # Tenants this object saw exist, so that a write does not list every tenant twice
+        # (once for its own tenants, once for the change token's); forgotten when a write
+        # fails, in case another host deleted one meanwhile.
+        self._tenants_known: set[str] = set()
         try:
             self._collection = self._open_collection(collection, dimension, embedding_model)
         except BaseException:
@@ -397,6 +401,7 @@ class WeaviateStore:
     def _ensure_tenants(self, names: set[str]) -> None:
         from weaviate.classes.tenants import Tenant
 
+        names = names - self._tenants_known
         if not names:
             return
         missing = names - set(self._tenant_names())
@@ -408,6 +413,7 @@ class WeaviateStore:
                     f"cannot create Weaviate tenant(s) {', '.join(sorted(missing))}: {_reason(exc)}"
                 ) from exc
             log.info("created Weaviate tenant(s) %s", ", ".join(sorted(missing)))
+        self._tenants_known |= names
 
     def _per_tenant(
         self, tenant: str | None, what: str, fn: Callable[[Any], Any]
@@ -506,9 +512,13 @@ class WeaviateStore:
                     failures.extend(
                         self._insert(target, tenant_name, objects, [ids[n] for n in chunk])
                     )
+        except BaseException:
+            self._tenants_known.clear()
+            raise
         finally:
             self._touch_after_write()
         if failures:
+            self._tenants_known.clear()
             shown = "; ".join(failures[:20])
             more = f" (and {len(failures) - 20} more)" if len(failures) > 20 else ""
             raise StoreError(
@@ -580,10 +590,12 @@ class WeaviateStore:
                 [DataObject(properties={TEXT_PROP: token, ID_PROP: "_token"}, uuid=_TOKEN_UUID)]
             )
         except Exception as exc:
+            self._tenants_known.clear()
             raise StoreError(
                 f"Weaviate wrote the records but could not record the change: {_reason(exc)}"
             ) from exc
         if result.errors:
+            self._tenants_known.clear()
             raise StoreError(
                 "Weaviate wrote the records but could not record the change: "
                 + "; ".join(e.message for e in result.errors.values())
@@ -940,6 +952,8 @@ class WeaviateStore:
             self._client.collections.delete(name)
         except Exception as exc:
             raise StoreError(f"cannot delete Weaviate collection {name!r}: {_reason(exc)}") from exc
+        finally:
+            self._tenants_known.clear()
 
     # -- filters ---------------------------------------------------------------------------
     def translate(self, node: Node | None) -> Any:

@@ -21,16 +21,16 @@ nor the file size (the JSON output records which was used):
    * *ours*: ``rag_app.ops.transfer.export_index`` into a fresh ``.jsonl.gz``: the header
      counts, the adapter's ``records_with_vectors`` (SDK paging + decoding into the port's
      records + vectors as Python floats), the record-manager group lookup, float32 rounding,
-     two sha256 digests per record, ``json.dumps`` and gzip (level 6) of every line, the
-     trailer;
+     two sha256 digests per record, ``json.dumps`` and gzip (level 1, as the export) of
+     every line, the trailer;
    * *raw*: the raw SDK paging every record with its vector, metadata and text out of the
      same collection, at the adapter's page size, touching each record and nothing more
      (Chroma: ``collection.get(include=[embeddings, metadatas, documents], limit, offset)``;
      Pinecone: ``describe_index_stats`` for the namespaces, ``index.list(namespace)`` id
      pages + ``index.fetch(ids)``; Weaviate: per tenant ``iterator(include_vector=True)``);
    * *raw+file*: the same paging plus ``json.dumps`` of each record as the SDK returned it
-     (id, text, metadata, vector) and a gzip (level 6) write, i.e. the least any export to a
-     gzip JSONL file costs.
+     (id, text, metadata, vector) and a gzip (level 1, as the export) write, i.e. the least
+     any export to a gzip JSONL file costs.
 
    The headline ratio ours / raw isolates everything our export adds on top of the SDK
    paging (file writing included); ours / raw+file isolates what it adds on top of a minimal
@@ -419,7 +419,7 @@ def _jsonable(value: Any) -> Any:
 def raw_export_to_file(pages: Iterator[RawItem], out: Path) -> list[str]:
     """The least an export to gzip JSONL costs: each record as the SDK returned it."""
     ids: list[str] = []
-    with gzip.open(out, "wt", encoding="utf-8", compresslevel=6) as fh:
+    with gzip.open(out, "wt", encoding="utf-8", compresslevel=1) as fh:
         for rid, text, meta, vec in pages:
             line = {"id": rid, "text": text, "metadata": meta, "vector": vec}
             fh.write(json.dumps(line, ensure_ascii=False, default=_jsonable) + "\n")

@@ -58,3 +58,49 @@ def chroma(request: pytest.FixtureRequest) -> ChromaPlace:
 def other_chroma(request: pytest.FixtureRequest, chroma: ChromaPlace) -> ChromaPlace:
     """The other kind than `chroma`: the server for embedded, embedded for the server."""
     return _place(request, EMBEDDED if chroma.url else SERVER)
+
+
+STORES = [
+    EMBEDDED,
+    pytest.param(SERVER, marks=[pytest.mark.server, pytest.mark.slow]),
+    pytest.param("pinecone", marks=pytest.mark.server),
+    pytest.param("weaviate", marks=pytest.mark.server),
+]
+
+
+@pytest.fixture(params=STORES)
+def store_settings(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """`Settings` keywords for one App on each store: embedded Chroma, the Chroma server, and
+    the Pinecone and Weaviate emulators (started for the test)."""
+    kind = request.param
+    data = {"data_dir": tmp_path / "data"}
+    if kind in (EMBEDDED, SERVER):
+        yield {**data, **_place(request, kind).options("ops_col")}
+        return
+    if kind == "pinecone":
+        pytest.importorskip("pinecone", reason="pinecone is not installed")
+        from tests.emulators.pinecone_server import PineconeEmulator
+
+        with PineconeEmulator(api_key="ops-key") as emu:
+            yield {
+                **data,
+                "store": "pinecone",
+                "store_options": {
+                    "api_key": "ops-key",
+                    "controller_host": emu.url,
+                    "host": None,
+                    "index": "ops-test",
+                    "retry_base_delay_s": 0.001,
+                },
+            }
+        return
+    pytest.importorskip("weaviate", reason="weaviate-client is not installed")
+    from tests.emulators.weaviate_server import WeaviateEmulator
+
+    with WeaviateEmulator() as emu:
+        yield {
+            **data,
+            "store": "weaviate",
+            "store_options": {"url": emu.url, "grpc_port": emu.grpc_port},
+            "collection": "ops_col",
+        }

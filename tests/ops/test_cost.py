@@ -581,3 +581,33 @@ def test_cli_rejects_a_malformed_table(app: App, tmp_path: Path) -> None:
     bad = write_table(tmp_path, edited(chroma__cloud__query_tib=-1))
     with pytest.raises(PriceTableError, match=r"\[chroma\.cloud\] query_tib"):
         cli(app, "estimate", "--prices", str(bad))
+
+
+def test_the_corpus_measures_the_same_on_every_store(
+    store_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """The estimate reads the configured store: Chroma (embedded and server), Pinecone and
+    Weaviate (emulators) give the same records, tenants and tokens for the same corpus."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "a.md").write_text(doc("A", "\n\n".join(f"alpha {i} " * 40 for i in range(3))))
+    (root / "b.md").write_text(doc("B", "beta text " * 80, tenant="globex"))
+    application = App(
+        Settings(**store_settings, chunk_size=60, chunk_overlap=10), embeddings=HashEmbeddings(32)
+    )
+    try:
+        assert application.ingestor.ingest([root]).ok
+        encoding = tiktoken.get_encoding("cl100k_base")
+        records = list(scannable(application.store, "test").records(with_text=True))
+        profile = measure_corpus(application)
+        assert profile.records == len(records) == application.store.count() > 2
+        assert profile.tokens == sum(
+            len(encoding.encode(r.text or "", disallowed_special=())) for r in records
+        )
+        assert profile.dimension == 32
+        assert set(profile.tenants) == {"acme", "globex"}
+        assert profile.avg_metadata_bytes > 0
+        rendered = "\n".join(render(estimate_app(application, prices=default_price_table())))
+        assert f"{profile.records} records" in rendered
+    finally:
+        application.close()

@@ -221,3 +221,31 @@ def test_cli_shows_types_stores_runs_and_documents_on_request(app: App, corpus: 
     data = json.loads(cli(app, "--json", "--last", "1"))
     assert len(data["last_ingests"]) == 1
     assert data["last_ingests"][0]["paths"] == [str(corpus)]
+
+
+def test_stats_agree_with_every_store(
+    store_settings: dict[str, Any], corpus: Path, tmp_path: Path
+) -> None:
+    """Chroma (embedded and server), Pinecone and Weaviate (emulators): the counts per tenant
+    and source type are the store's own, and a delete by source shows up in them."""
+    application = App(
+        Settings(**store_settings, chunk_size=60, chunk_overlap=10), embeddings=HashEmbeddings(32)
+    )
+    try:
+        assert application.ingestor.ingest([corpus], origin="cli").ok
+        data = application.stats()
+        got = {
+            (tenant, row["type"]): n
+            for row in data["per_source_type"]
+            for tenant, n in row["per_tenant"].items()
+        }
+        assert got == stored_per_tenant_and_type(application)
+        assert data["chunks"] == application.store.count()
+        victim = next(r["source"] for r in data["per_source"] if r["type"] == "txt")
+        assert application.delete(sources=[victim]) > 0
+        after = application.stats()
+        assert "txt" not in {row["type"] for row in after["per_source_type"]}
+        assert after["chunks"] == application.store.count()
+        assert after["last_ingests"][0]["origin"] == "cli"
+    finally:
+        application.close()

@@ -10,6 +10,7 @@ from rag_app.chain.events import (
     Sources,
     Timings,
     Token,
+    UnsupportedClaim,
 )
 from rag_app.chain.history import ChatSession, Turn
 from rag_app.chain.prompts import PromptError, PromptSet
@@ -31,4 +32,5 @@ __all__ = [
     "Timings",
     "Token",
     "Turn",
+    "UnsupportedClaim",
 ]

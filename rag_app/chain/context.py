@@ -25,6 +25,7 @@ _NUMBER = re.compile(r"\d{1,3}")
 def to_source(n: int, doc: Document) -> SourceRecord:
     meta = dict(doc.metadata or {})
     score = meta.pop("score", None)
+    passage = meta.pop("passage_score", None)
     chunk_id = str(meta.pop("chunk_id", None) or doc.id or "")
     snippet = " ".join(doc.page_content.split())
     if len(snippet) > SNIPPET_CHARS:
@@ -38,6 +39,9 @@ def to_source(n: int, doc: Document) -> SourceRecord:
         score=float(score) if isinstance(score, int | float) else None,
         metadata=meta,
         text=doc.page_content,
+        passage_score=float(passage)
+        if isinstance(passage, int | float)
+        else (float(score) if isinstance(score, int | float) else None),
     )
 
 

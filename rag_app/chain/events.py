@@ -26,9 +26,26 @@ class SourceRecord:
     title: str
     source: str
     snippet: str
-    score: float | None
+    score: float | None  # the retriever's ranking score (with document-level fusion: the
+    # document's score, the same for every passage of that document)
     metadata: dict[str, Any] = field(default_factory=dict)
     text: str = ""
+    passage_score: float | None = None  # this passage's own relevance to the question
+
+    @property
+    def document_key(self) -> str:
+        """Passages with the same key come from the same document."""
+        return self.source or self.title or self.id
+
+
+@dataclass(frozen=True)
+class UnsupportedClaim:
+    """A sentence of the answer with numbers, dates or amounts that no source it cites
+    contains (see `rag_app.chain.grounding`)."""
+
+    sentence: str
+    values: list[str]  # the values not found, as written in the answer
+    cited: list[int]  # the source numbers the sentence was checked against
 
 
 @dataclass(frozen=True)
@@ -71,6 +88,8 @@ class Done:
     sources: list[SourceRecord]
     timings: Timings
     tokens: int  # answer tokens generated (0 when the model was not called)
+    # claims of the answer that its cited sources do not contain (shown as unsupported)
+    unsupported: list[UnsupportedClaim] = field(default_factory=list)
 
     @property
     def cited_sources(self) -> list[SourceRecord]:
@@ -103,6 +122,7 @@ class ChatResult:
     refused: bool
     timings: Timings
     tokens: int
+    unsupported: list[UnsupportedClaim] = field(default_factory=list)
 
     @property
     def cited_sources(self) -> list[SourceRecord]:

@@ -311,6 +311,7 @@ class ChatService:
                     refused=event.refused,
                     timings=event.timings,
                     tokens=event.tokens,
+                    unsupported=event.unsupported,
                 )
         raise ChatError("the chat turn ended without an answer", "answer")  # pragma: no cover
 

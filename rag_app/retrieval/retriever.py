@@ -39,5 +39,8 @@ class PermissionAwareRetriever(BaseRetriever):
             detail = result.details.get(hit.id)
             if detail:
                 metadata["scores"] = dict(detail)
+                # with document-level fusion `score` is the document's; this is the passage's
+                if "chunk_fused" in detail:
+                    metadata["passage_score"] = detail["chunk_fused"]
             docs.append(Document(id=hit.id, page_content=hit.text, metadata=metadata))
         return docs

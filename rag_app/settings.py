@@ -117,6 +117,23 @@ class Settings(BaseSettings):
     history_tokens: int = Field(
         1024, ge=0, description="Token budget of chat history kept per session."
     )
+    context_select: Literal["sentences", "chunks"] = Field(
+        "sentences",
+        description="What the chat model reads of the retrieved passages: their sentences "
+        "that best answer the question, within RAG_CONTEXT_TOKENS (sentences), or the whole "
+        "chunks that fit in the model's window (chunks).",
+    )
+    context_tokens: int = Field(
+        320,
+        ge=32,
+        description="Token budget of the passages' sentences in the answer prompt "
+        "(context_select=sentences); chosen by measurement with bench/bench_chat.py.",
+    )
+    grounding: Literal["mark", "off"] = Field(
+        "mark",
+        description="After each answer, check that its numbers, dates and amounts appear in "
+        "the sources it cites, and mark the claims that do not (mark), or do not (off).",
+    )
     metrics_port: int | None = Field(
         None,
         ge=1,

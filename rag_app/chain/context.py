@@ -51,14 +51,19 @@ def neutralise(text: str) -> str:
 
 
 def format_document(source: SourceRecord) -> str:
-    title = html.escape(source.title, quote=True)
+    """One passage for the model: its number, its document's title as the first line (so
+    that passages of different documents are not confused), then the text it may read."""
     where = html.escape(source.source, quote=True)
-    body = neutralise(source.text.strip())
-    return f'<document id="{source.n}" title="{title}" source="{where}">\n{body}\n</document>'
+    title = neutralise(" ".join(source.title.split())) or "(untitled)"
+    text = source.text if source.excerpt is None else source.excerpt
+    body = neutralise(text.strip())
+    return f'<document id="{source.n}" source="{where}">\nTitle: {title}\n{body}\n</document>'
 
 
 def format_context(sources: Sequence[SourceRecord]) -> str:
-    return "\n\n".join(format_document(s) for s in sources)
+    """The passages the model reads (a passage whose excerpt is empty is left out; its
+    number is kept by the others)."""
+    return "\n\n".join(format_document(s) for s in sources if s.excerpt != "")
 
 
 def fit_sources(

@@ -31,6 +31,9 @@ class SourceRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     text: str = ""
     passage_score: float | None = None  # this passage's own relevance to the question
+    # what the model was shown of this passage (None: all of `text`; "": nothing, it was
+    # outside the context budget); see rag_app.chain.select
+    excerpt: str | None = None
 
     @property
     def document_key(self) -> str:
@@ -45,7 +48,8 @@ class UnsupportedClaim:
 
     sentence: str
     values: list[str]  # the values not found, as written in the answer
-    cited: list[int]  # the source numbers the sentence was checked against
+    cited: list[int]  # the sentence's own citations ([] when it cites nothing: it was then
+    # checked against everything the answer cites, or every source if it cites nothing)
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Done:
     tokens: int  # answer tokens generated (0 when the model was not called)
     # claims of the answer that its cited sources do not contain (shown as unsupported)
     unsupported: list[UnsupportedClaim] = field(default_factory=list)
+    prompt_tokens: int | None = None  # of the answer call, as the model counted them
 
     @property
     def cited_sources(self) -> list[SourceRecord]:
@@ -123,6 +128,7 @@ class ChatResult:
     timings: Timings
     tokens: int
     unsupported: list[UnsupportedClaim] = field(default_factory=list)
+    prompt_tokens: int | None = None
 
     @property
     def cited_sources(self) -> list[SourceRecord]:

@@ -43,8 +43,10 @@ from rag_app.chain.events import (
     Timings,
     Token,
 )
+from rag_app.chain.grounding import check_grounding
 from rag_app.chain.history import ChatSession, TokenCounter, approximate_tokens
 from rag_app.chain.prompts import PromptError, PromptSet
+from rag_app.chain.select import UnitCache, select_excerpts
 from rag_app.errors import FilterError, RagAppError
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
@@ -58,7 +60,7 @@ FilterArg = Mapping[str, Any] | str | None
 RetrieverFactory = Callable[[Principal, FilterArg, int], BaseRetriever]
 
 MAX_REWRITE_CHARS = 500
-REWRITE_MAX_TOKENS = 128
+REWRITE_MAX_TOKENS = 64
 # Room kept free in the model's context for the instructions, the question and slack in
 # token counting (history and chunks are counted with the embedding model's tokenizer).
 PROMPT_RESERVE_TOKENS = 600
@@ -138,6 +140,7 @@ class ChatService:
             count_tokens = embedder_counter if callable(embedder_counter) else approximate_tokens
         self.count_tokens: TokenCounter = count_tokens
         self._retriever_factory = retriever_factory
+        self._units = UnitCache()
 
     # -- sessions -----------------------------------------------------------------------
     def new_session(self, session_id: str | None = None) -> ChatSession:
@@ -165,6 +168,22 @@ class ChatService:
     def context_budget(self) -> int:
         s = self.settings
         return max(256, s.llm_context_tokens - s.llm_max_tokens - PROMPT_RESERVE_TOKENS)
+
+    def select(self, question: str, sources: list[SourceRecord]) -> list[SourceRecord]:
+        """What the model reads of each passage (`rag_app.chain.select`): their best
+        sentences within `context_tokens`, or the whole passages (context_select=chunks)."""
+        if self.settings.context_select != "sentences" or not sources:
+            return sources
+        embeddings = self.search.embeddings
+        return select_excerpts(
+            question,
+            embeddings.embed_query(question),
+            sources,
+            embed=embeddings.embed_documents,
+            count_tokens=self.count_tokens,
+            budget_tokens=self.settings.context_tokens,
+            cache=self._units,
+        )
 
     def condense(self, session: ChatSession, message: str) -> str:
         """The standalone rewrite of `message` given the session's history (one model call)."""
@@ -223,6 +242,7 @@ class ChatService:
             sources = fit_sources(
                 docs, budget_tokens=self.context_budget(), count_tokens=self.count_tokens
             )
+            sources = self.select(question, sources)
             retrieval_s = time.perf_counter() - t
             yield Sources(sources=sources)
 
@@ -242,6 +262,7 @@ class ChatService:
             first_token_s: float | None = None
             tokens = 0
             usage_tokens: int | None = None
+            prompt_tokens: int | None = None
             for chunk in chain.stream(
                 {
                     "context": format_context(sources),
@@ -252,6 +273,8 @@ class ChatService:
                 usage = getattr(chunk, "usage_metadata", None)
                 if usage and usage.get("output_tokens"):
                     usage_tokens = int(usage["output_tokens"])
+                if usage and usage.get("input_tokens"):
+                    prompt_tokens = int(usage["input_tokens"])
                 text = _chunk_text(chunk)
                 if not text:
                     continue
@@ -266,10 +289,25 @@ class ChatService:
                 yield Token(no_answer)
             cited = citations(answer, len(sources))
             refused = is_refusal(answer, no_answer, cited)
+            unsupported = (
+                check_grounding(answer, sources, question=question)
+                if self.settings.grounding == "mark" and not refused
+                else []
+            )
             total = time.perf_counter() - started
             timings = Timings(rewrite_s, retrieval_s, first_token_s, total)
             session.add_turn(message, answer, standalone=question if rewritten else None)
-            done = Done(answer, question, cited, refused, sources, timings, usage_tokens or tokens)
+            done = Done(
+                answer,
+                question,
+                cited,
+                refused,
+                sources,
+                timings,
+                usage_tokens or tokens,
+                unsupported=unsupported,
+                prompt_tokens=prompt_tokens,
+            )
             monitoring.metrics().record_chat(done)
             yield done
         except ChatError as exc:
@@ -312,6 +350,7 @@ class ChatService:
                     timings=event.timings,
                     tokens=event.tokens,
                     unsupported=event.unsupported,
+                    prompt_tokens=event.prompt_tokens,
                 )
         raise ChatError("the chat turn ended without an answer", "answer")  # pragma: no cover
 

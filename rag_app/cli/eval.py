@@ -35,11 +35,52 @@ def _progress(enabled: bool) -> Any:
 def run(
     ctx: typer.Context,
     dataset: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--dataset", "-d", help="BEIR folder, folder with dataset.yaml, or RAGAS-style .jsonl."
+            "--dataset",
+            "-d",
+            help="BEIR folder, folder with dataset.yaml, or RAGAS-style .jsonl (required "
+            "unless --answers).",
+            show_default=False,
         ),
-    ],
+    ] = None,
+    answers_file: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="FILE",
+            help="With --answers: the answer set (default: answers.jsonl of the --dataset "
+            "folder, else eval/demo/answers.jsonl).",
+            show_default=False,
+        ),
+    ] = None,
+    answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers",
+            help="Score chat answers instead of retrieval: run the answer set [FILE] through "
+            "the chat chain as each case's user and grade key facts, cited sources, refusals "
+            "and forbidden strings (no LLM judge). The corpus and users come from the "
+            "dataset folder (--dataset, or the answer set's folder when it has dataset.yaml).",
+        ),
+    ] = False,
+    min_correct: Annotated[
+        float | None,
+        typer.Option(
+            help="With --answers: exit 1 when fewer than this share (0..1) of the answerable "
+            "cases are correct.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    min_refused: Annotated[
+        float | None,
+        typer.Option(
+            help="With --answers: exit 1 when fewer than this share (0..1) of the refusal "
+            "cases are correct (default 1: every one).",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
     split: Annotated[
         str | None, typer.Option(help="BEIR qrels split (default: test, else the first).")
     ] = None,
@@ -100,8 +141,37 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the aggregate as JSON.")] = False,
 ) -> int:
-    """Evaluate a retriever on a dataset; writes results.json, queries.csv, report.md, plots."""
+    """Evaluate a retriever on a dataset; writes results.json, queries.csv, report.md, plots.
+    With --answers: score the chat chain's answers on an answer set instead."""
     from rag_app.evaluation.datasets import load_dataset
+
+    if answers or answers_file is not None:
+        if not answers:
+            raise ConfigError(f"{answers_file}: an answer set is read with --answers FILE")
+        if fail_under or judge_samples:
+            raise ConfigError(
+                "--fail-under and --judge-samples gate retrieval runs; with --answers use "
+                "--min-correct and --min-refused"
+            )
+        return _run_answers(
+            ctx,
+            dataset=dataset,
+            answers_file=answers_file,
+            retriever=retriever,
+            k=k,
+            users=list(as_user or []),
+            out=out,
+            limit=limit,
+            overrides={"fusion": fusion, "hybrid_alpha": alpha, "store": store},
+            min_correct=min_correct,
+            min_refused=min_refused,
+            progress=progress,
+            as_json=as_json,
+        )
+    if min_correct is not None or min_refused is not None:
+        raise ConfigError("--min-correct and --min-refused gate answer runs (--answers)")
+    if dataset is None:
+        raise ConfigError("eval run needs --dataset PATH (or --answers [FILE] for answers)")
     from rag_app.evaluation.report import write_run
     from rag_app.evaluation.runner import (
         RunOptions,
@@ -150,6 +220,191 @@ def run(
     for failure in failures:
         typer.secho(f"FAIL {failure}", fg=typer.colors.RED, err=True)
     return GATE_FAILED if failures else 0
+
+
+DEFAULT_ANSWERS = Path("eval/demo/answers.jsonl")
+ANSWERS_NAME = "answers.jsonl"
+
+
+def _answers_path(answers_file: Path | None, dataset: Path | None) -> Path:
+    """FILE; else answers.jsonl in the --dataset folder; else eval/demo/answers.jsonl of the
+    working directory or of the project (the checkout holding the rag_app package)."""
+    if answers_file is not None:
+        return answers_file
+    if dataset is not None:
+        folder = dataset if dataset.is_dir() else dataset.parent
+        candidate = folder / ANSWERS_NAME
+        if not candidate.is_file():
+            raise ConfigError(f"{dataset}: no {ANSWERS_NAME} there; give the answer set as FILE")
+        return candidate
+    project = Path(__file__).resolve().parents[2] / DEFAULT_ANSWERS
+    for candidate in (DEFAULT_ANSWERS, project):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"no answer set at {DEFAULT_ANSWERS}; give one: --answers FILE")
+
+
+def _run_answers(
+    ctx: typer.Context,
+    *,
+    dataset: Path | None,
+    answers_file: Path | None,
+    retriever: str | None,
+    k: int | None,
+    users: list[str],
+    out: Path | None,
+    limit: int | None,
+    overrides: dict[str, Any],
+    min_correct: float | None,
+    min_refused: float | None,
+    progress: bool,
+    as_json: bool,
+) -> int:
+    """`eval run --answers`: the answer set through the chat chain, graded by key facts."""
+    from rag_app.app import App
+    from rag_app.evaluation.answers import gate_failures, load_answer_set, run_answer_set
+    from rag_app.evaluation.datasets import MANIFEST, load_dataset
+    from rag_app.evaluation.runner import prepare
+    from rag_app.users import UserDirectory
+
+    if retriever is not None and retriever not in ("dense", "bm25", "hybrid"):
+        raise ConfigError(f"--retriever must be dense, bm25 or hybrid, not {retriever!r}")
+    path = _answers_path(answers_file, dataset)
+    cases = load_answer_set(path)
+    if dataset is None and (path.parent / MANIFEST).is_file():
+        dataset = path.parent  # the answer set's own folder brings the corpus and users
+    wanted = [u for u in users if u != "all"]
+    if wanted and "all" not in users:
+        cases = [c for c in cases if c.user in wanted]
+        if not cases:
+            raise ConfigError(f"{path}: no case is asked by {', '.join(wanted)}")
+    if limit:
+        cases = cases[:limit]
+
+    context = ctx.obj
+    for key, value in overrides.items():
+        if value is not None:
+            context.overrides[key] = value
+    app = context.app
+    collection = app.settings.collection
+    directory = app.users
+    eapp = app
+    if dataset is not None:
+        data = load_dataset(dataset)
+        prepared = prepare(app, data, progress=_progress(progress), retriever=retriever)
+        eapp, collection = prepared.app, prepared.collection
+        if data.users_file is not None:
+            directory = UserDirectory.load(data.users_file)
+    elif retriever is not None and retriever != app.settings.retriever:
+        eapp = App(
+            app.settings.model_copy(update={"retriever": retriever}), embeddings=app.embeddings
+        )
+    for user in dict.fromkeys(c.user for c in cases):
+        directory.principal(user)  # an unknown user fails before the model starts
+    err = _stderr()
+    try:
+        if eapp.settings.llm == "local" and not as_json:
+            err.print("[dim]starting the local chat model…[/dim]")
+        service = eapp.chat
+
+        def show(turn: Any) -> None:
+            if progress and not as_json:
+                from rich.markup import escape
+
+                mark = "OK " if turn.grade.correct else "BAD"
+                line = f"{mark} {turn.case.id} ({turn.total_s:.1f} s): {turn.grade.why}"
+                err.print(f"[dim]{escape(line)}[/dim]")
+
+        report = run_answer_set(service, directory.principal, cases, on_turn=show, k=k)
+        model = service.llm_label or type(service.llm).__name__
+    finally:
+        eapp.close_chat()
+        if eapp is not app:
+            eapp.close()
+    failures = gate_failures(
+        report, min_correct=min_correct, min_refused=1.0 if min_refused is None else min_refused
+    )
+    summary = report.summary()
+    config = {
+        "answers": str(path),
+        "dataset": str(dataset) if dataset is not None else None,
+        "collection": collection,
+        "retriever": retriever or app.settings.retriever,
+        "k": k or app.settings.k,
+        "model": model,
+        "users": sorted({c.user for c in cases}),
+        "limit": limit,
+        "min_correct": min_correct,
+        "min_refused": 1.0 if min_refused is None else min_refused,
+        "command": shlex.join(["rag-app", *sys.argv[1:]]),
+    }
+    document = {"config": config, **report.as_dict(), "failures": failures}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "answers.json").write_text(
+            json.dumps(document, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+    if as_json:
+        typer.echo(json.dumps(document, indent=2, ensure_ascii=False))
+    else:
+        _print_answers(report, summary, config, out)
+    for failure in failures:
+        typer.secho(f"FAIL {failure}", fg=typer.colors.RED, err=True)
+    return GATE_FAILED if failures else 0
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _print_answers(
+    report: Any, summary: dict[str, Any], config: dict[str, Any], out: Path | None
+) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(
+        "",
+        "user",
+        "kind",
+        "question",
+        "why",
+        title=f"{Path(config['answers']).name} · {config['retriever']} · k={config['k']} · "
+        f"{config['model']}",
+    )
+    for turn in report.turns:
+        question = turn.case.question
+        if turn.case.history:
+            question = " → ".join([*turn.case.history, question])
+        table.add_row(
+            "[green]OK[/green]" if turn.grade.correct else "[red]BAD[/red]",
+            escape(turn.case.user),
+            turn.case.kind,
+            escape(question),
+            escape(turn.grade.why),
+        )
+    console.print(table)
+
+    def share(s: dict[str, Any]) -> str:
+        rate = "-" if s["rate"] is None else f"{s['rate']:.1%}"
+        return f"{s['correct']}/{s['total']} ({rate})"
+
+    kinds = " · ".join(f"{k} {share(s)}" for k, s in summary["per_kind"].items())
+    ttft = summary["ttft_median_s"]
+    console.print(
+        f"answerable correct {share(summary['answerable'])} · refusal cases correct "
+        f"{share(summary['refusal'])} · leaks {summary['leaks']} · errors {summary['errors']}"
+    )
+    console.print(f"per kind: {kinds}")
+    console.print(
+        f"median first token {'-' if ttft is None else f'{ttft} s'} (p90 "
+        f"{summary['ttft_p90_s'] or '-'} s) · median turn {summary['total_median_s'] or '-'} s"
+        + (f" · wrote {out / 'answers.json'}" if out is not None else "")
+    )
 
 
 def _check_metric_names(thresholds: dict[str, float]) -> None:

@@ -108,6 +108,10 @@ class LocalLLMServer:
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.ui = False
+        # Prometheus counters on loopback (prompt tokens evaluated and seconds spent on
+        # them, tokens generated): how `bench/bench_chat.py` measures the prompt-eval rate
+        # and the cached share of each turn. Counts only, nothing of the prompts.
+        params.endpoint_metrics = True
         params.verbosity = 3 if self.verbose else -1
         started = time.perf_counter()
         try:
@@ -132,6 +136,23 @@ class LocalLLMServer:
             self.n_ctx,
         )
         return self.base_url
+
+    def counters(self) -> dict[str, float]:
+        """The server's cumulative counters (``llamacpp:*`` from its /metrics endpoint,
+        without the prefix): prompt_tokens_total, prompt_seconds_total,
+        tokens_predicted_total, tokens_predicted_seconds_total, ..."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(f"{self._address}/metrics", timeout=5) as response:
+            text = response.read().decode("utf-8", "replace")
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("llamacpp:"):
+                name, _, value = line.partition(" ")
+                try:
+                    out[name.removeprefix("llamacpp:")] = float(value)
+                except ValueError:
+                    continue
+        return out
 
     def _wait_healthy(self, timeout_s: float = 60.0) -> None:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only

@@ -1,0 +1,136 @@
+"""What the chat model reads: the best sentences of the retrieved passages within a budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from rag_app.app import build_embeddings
+from rag_app.chain.events import SourceRecord
+from rag_app.chain.select import UnitCache, select_excerpts, split_units
+from rag_app.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def model() -> Any:
+    """The bundled embedding model: selection is judged on real similarities."""
+    return build_embeddings(Settings())
+
+
+def bow(text: str) -> list[float]:
+    return MODEL[0].embed_query(text)
+
+
+def embed(texts: list[str]) -> list[list[float]]:
+    return MODEL[0].embed_documents(texts)
+
+
+MODEL: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _use(model: Any) -> None:
+    MODEL[:] = [model]
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+def source(n: int, text: str, title: str = "Doc") -> SourceRecord:
+    return SourceRecord(
+        n=n, id=f"c{n}", title=title, source=f"d{n}.md", snippet="", score=None, text=text
+    )
+
+
+LEAVE = (
+    "Employees get 20 weeks of paid parental leave. The leave can start before the birth. "
+    "Contractors are not eligible for paid parental leave. They may take 4 weeks of unpaid "
+    "leave instead. Leave requests go to HR."
+)
+OFFTOPIC = "The espresso machine on floor 3 is descaled every Friday afternoon."
+TABLE = (
+    "## Salary bands\n\n| Level | Minimum | Midpoint | Maximum |\n|---|---|---|---|\n"
+    "| L3 | 72,000 | 83,000 | 94,000 |\n| L4 | 98,000 | 111,000 | 124,000 |\n"
+    "| L5 | 120,000 | 136,000 | 152,000 |"
+)
+
+
+def select(question: str, sources: Sequence[SourceRecord], budget: int) -> list[SourceRecord]:
+    return select_excerpts(
+        question, bow(question), sources, embed=embed, count_tokens=words, budget_tokens=budget
+    )
+
+
+def test_units_are_sentences_and_whole_table_rows() -> None:
+    units = split_units(
+        TABLE + "\n\nThe bands are reviewed yearly. Offers above the midpoint "
+        "need approval, e.g. for L5."
+    )
+    assert "| L4 | 98,000 | 111,000 | 124,000 |" in units
+    assert not any(set(u) <= set("|-: ") for u in units)  # no delimiter row
+    assert "The bands are reviewed yearly." in units
+    assert units[-1].startswith("Offers above the midpoint")
+    assert split_units("") == []
+
+
+def test_the_answering_sentence_and_the_one_after_it_fit_the_budget() -> None:
+    (out,) = select("Are contractors eligible for paid parental leave?", [source(1, LEAVE)], 30)
+    assert out.excerpt is not None
+    assert "Contractors are not eligible for paid parental leave." in out.excerpt
+    assert "4 weeks of unpaid leave" in out.excerpt  # the next sentence, budget allowing
+    assert words(out.excerpt.replace("…", "")) <= 30 + 2
+    assert out.text == LEAVE and out.n == 1  # the source itself is unchanged
+
+
+def test_table_rows_stay_whole_and_numbering_and_order_are_kept() -> None:
+    sources = [source(1, LEAVE, "Leave"), source(2, TABLE, "Salary bands")]
+    out = select("What is the salary band for level L4?", sources, 40)
+    assert [s.n for s in out] == [1, 2] and [s.id for s in out] == ["c1", "c2"]
+    assert "| L4 | 98,000 | 111,000 | 124,000 |" in (out[1].excerpt or "")
+    assert out[0].excerpt == ""  # nothing of the leave policy was worth the budget
+
+
+def test_the_best_unit_is_kept_even_over_budget_and_everything_fits_when_allowed() -> None:
+    (tiny,) = select("contractors parental leave", [source(1, LEAVE)], 1)
+    assert tiny.excerpt and "Contractors" in tiny.excerpt
+    (roomy,) = select("contractors parental leave", [source(1, LEAVE)], 10_000)
+    assert roomy.excerpt and "They may take 4 weeks of unpaid leave instead." in roomy.excerpt
+    (unrelated,) = select("contractors parental leave", [source(1, LEAVE + " " + OFFTOPIC)], 10_000)
+    # the budget is a ceiling: units far below the best one are not read, room or not
+    assert unrelated.excerpt and "espresso" not in unrelated.excerpt
+
+
+def test_left_out_text_is_marked_and_excerpts_come_from_the_passage() -> None:
+    (out,) = select("Where do leave requests go?", [source(1, LEAVE)], 8)
+    assert out.excerpt is not None and out.excerpt.startswith("…")
+    for piece in out.excerpt.split("…"):
+        assert " ".join(piece.split()) in " ".join(LEAVE.split())
+
+
+def test_units_are_embedded_once_per_passage_text() -> None:
+    calls: list[int] = []
+
+    def counting(texts: list[str]) -> list[list[float]]:
+        calls.append(len(texts))
+        return embed(texts)
+
+    cache = UnitCache(max_passages=2)
+    for question in ("contractors", "leave requests", "birth"):
+        select_excerpts(
+            question,
+            bow(question),
+            [source(1, LEAVE)],
+            embed=counting,
+            count_tokens=words,
+            budget_tokens=10,
+            cache=cache,
+        )
+    assert len(calls) == 1
+    changed = source(1, LEAVE + " New sentence.")
+    select_excerpts(
+        "x", bow("x"), [changed], embed=counting, count_tokens=words, budget_tokens=10, cache=cache
+    )
+    assert len(calls) == 2  # a changed passage is a new entry

@@ -107,6 +107,20 @@ def _register() -> None:
 _register()
 
 
+def _usage_errors() -> tuple[type[Any], ...]:
+    """Click's exception classes: typer >= 0.29 raises its own vendored copies."""
+    import click
+
+    kinds: list[type[Any]] = [click.ClickException]
+    try:
+        from typer._click.exceptions import ClickException as VendoredClickException
+    except ImportError:  # typer without a vendored click
+        pass
+    else:
+        kinds.append(VendoredClickException)
+    return tuple(kinds)
+
+
 def main() -> None:
     from rag_app import configure_offline
 
@@ -124,10 +138,8 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.secho("Interrupted; the next run completes the work.", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (a bad option value) and the like
+        if isinstance(exc, _usage_errors()):
             exc.show()
             sys.exit(exc.exit_code)
         raise

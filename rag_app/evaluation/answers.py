@@ -372,10 +372,17 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def run_answer_case(
-    service: ChatService, principal: Principal, case: AnswerCase, *, k: int | None = None
+    service: ChatService,
+    principal: Principal,
+    case: AnswerCase,
+    *,
+    k: int | None = None,
+    before_question: Callable[[], Any] | None = None,
 ) -> AnswerTurn:
     """Ask the case's history (if any) and then its question in one new session, as
-    `principal`, and grade the last answer. A failed turn (history included) is an error."""
+    `principal`, and grade the last answer. A failed turn (history included) is an error.
+    `before_question` runs after the history, right before the graded question (a benchmark
+    reads the model server's counters there)."""
     from rag_app.chain import Done, Error, Rewrite, Token
 
     started = time.perf_counter()
@@ -392,6 +399,8 @@ def run_answer_case(
             if error is not None:
                 break
         if error is None:
+            if before_question is not None:
+                before_question()
             turn_started = time.perf_counter()
             for event in service.stream(session, principal, case.question, k=k):
                 if isinstance(event, Rewrite) and event.rewritten:

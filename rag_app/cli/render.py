@@ -11,7 +11,7 @@ from rich.markup import escape
 from rag_app.stores.base import StoreHit
 
 SHOWN_FIRST = ("category", "created_at", "tenant", "acl", "tags")
-HIDDEN = {"source", "title", "chunk_count", "doc_id", "chunk_index"}
+HIDDEN = {"source", "title", "chunk_count", "doc_id", "chunk_index", "chunk_kind"}
 
 
 def _fmt(value: Any, limit: int = 60) -> str:

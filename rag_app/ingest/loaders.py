@@ -4,6 +4,10 @@ Formats: ``.md``/``.markdown`` and ``.txt`` (optional YAML front matter), ``.htm
 ``.pdf`` (pypdf), ``.jsonl`` (one document per line; BEIR ``corpus.jsonl`` works as is).
 Metadata layers: the file's own (front matter, HTML <title>, PDF info, JSONL fields), then a
 sidecar ``<file>.meta.json``, then overrides from the caller (CLI flags / UI), later winning.
+
+Tables (`rag_app.ingest.tables`): Markdown/text files and HTML pages list theirs in
+`SourceDoc.tables` (an HTML table is kept in the text as a Markdown pipe table); PDF and JSONL
+documents list none.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rag_app.errors import RejectedInput
+from rag_app.ingest.tables import Table, html_table, markdown_tables, render_markdown
 
 SUPPORTED_SUFFIXES = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".jsonl"})
 SIDECAR_SUFFIX = ".meta.json"
@@ -29,6 +34,7 @@ class SourceDoc:
     metadata: dict[str, Any]
     source: str  # display/source id: path, plus "#<id>" for JSONL records
     doc_id: str
+    tables: list[Table] = field(default_factory=list)  # also indexed one row at a time
 
 
 @dataclass
@@ -165,7 +171,10 @@ def _load_markdown(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
     return body, meta
 
 
-def _load_html(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
+HTML_BLOCKS = ["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "table"]
+
+
+def _load_html(path: Path, data: bytes) -> tuple[str, dict[str, Any], list[Table]]:
     from bs4 import BeautifulSoup
 
     text = _read_text(path, data)
@@ -176,17 +185,40 @@ def _load_html(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
     if soup.title:
         soup.title.decompose()
     blocks: list[str] = []
-    for element in soup.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td"]):
+    tables: list[Table] = []
+    heading = ""
+    # A table holding another table is layout: its cells flow as blocks. A data table (no
+    # nested table) becomes one Markdown pipe table block, and nothing inside it is repeated;
+    # one of a single column or without a body row gives its cells as blocks.
+    data_tables = {id(t) for t in soup.find_all("table") if t.find("table") is None}
+    flat: set[int] = set()
+    for element in soup.find_all(HTML_BLOCKS):
+        owner = element.find_parent("table")
+        in_data_table = owner is not None and id(owner) in data_tables
+        if in_data_table and not (element.name == "td" and id(owner) in flat):
+            continue
+        if element.name == "table":
+            table = html_table(element, context=heading) if id(element) in data_tables else None
+            if table is None:
+                flat.add(id(element))
+                continue
+            tables.append(table)
+            caption = element.find("caption")
+            caption_text = caption.get_text(" ", strip=True) if caption else ""
+            blocks.append((caption_text + "\n\n" if caption_text else "") + render_markdown(table))
+            continue
         piece = element.get_text(" ", strip=True)
         if not piece:
             continue
         if element.name and element.name.startswith("h"):
+            heading = piece
             piece = "#" * int(element.name[1]) + " " + piece
         elif element.name == "li":
             piece = "- " + piece
         blocks.append(piece)
     body = "\n\n".join(blocks) if blocks else soup.get_text("\n", strip=True)
-    return body, {"title": title or _first_heading(body) or _title_from_name(path)}
+    meta = {"title": title or _first_heading(body) or _title_from_name(path)}
+    return body, meta, tables
 
 
 def _load_pdf(path: Path, data: bytes) -> tuple[str, dict[str, Any]]:
@@ -296,16 +328,18 @@ def load_file(
             raise RejectedInput("no records in JSONL file")
         return loaded
 
+    tables: list[Table] = []
     if suffix in (".md", ".markdown", ".txt"):
         body, meta = _load_markdown(path, data)
+        tables = markdown_tables(body)
     elif suffix in (".html", ".htm"):
-        body, meta = _load_html(path, data)
+        body, meta, tables = _load_html(path, data)
     else:
-        body, meta = _load_pdf(path, data)
+        body, meta = _load_pdf(path, data)  # pypdf's text has no table structure
     if not body.strip():
         raise RejectedInput("no text content (empty after removing markup/front matter)")
     merged = {**meta, **(sidecar or {}), **(overrides or {})}
     return LoadedFile(
         path=path,
-        docs=[SourceDoc(text=body, metadata=merged, source=source, doc_id=source)],
+        docs=[SourceDoc(text=body, metadata=merged, source=source, doc_id=source, tables=tables)],
     )

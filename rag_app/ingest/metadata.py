@@ -19,7 +19,9 @@ from rag_app.access.permissions import validate_acl, validate_tenant
 
 KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Set by the ingestion pipeline; documents may not supply them.
-SYSTEM_KEYS = frozenset({"source", "chunk_index", "chunk_count", "doc_id", "content_hash"})
+SYSTEM_KEYS = frozenset(
+    {"source", "chunk_index", "chunk_count", "doc_id", "content_hash", "chunk_kind"}
+)
 # ``<field>_iso`` is the display copy the app derives from a date field; a document that set
 # one itself could make the UI show a value other than the one access and filters use.
 DERIVED_SUFFIX = "_iso"

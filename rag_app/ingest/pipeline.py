@@ -41,12 +41,17 @@ from rag_app.ingest.loaders import (
 from rag_app.ingest.metadata import SYSTEM_KEYS, field_kind, normalize_metadata
 from rag_app.ingest.splitting import TokenSplitter
 from rag_app.ingest.state import FACET_FIELDS, DocumentRow, IngestState
+from rag_app.ingest.tables import Table, row_texts
 from rag_app.stores.base import VectorStorePort
 from rag_app.stores.langchain_adapter import PortVectorStore
 
 log = logging.getLogger(__name__)
 
 INDEX_BATCH = 2048
+# Metadata of the extra chunks that hold one table row each (`rag_app.ingest.tables`); text
+# chunks do not carry the field (filter them with {"chunk_kind": {"$ne": "table_row"}}).
+CHUNK_KIND = "chunk_kind"
+TABLE_ROW = "table_row"
 
 
 def document_rows(
@@ -362,17 +367,25 @@ class Ingestor:
             if not pieces:
                 report.rejected.append(Rejection(location, "no text content"))
                 continue
+            rows = self._table_rows(doc.tables, str(meta["title"]))
             meta["source"] = doc.source
             meta["doc_id"] = doc.doc_id
-            meta["chunk_count"] = len(pieces)
+            meta["chunk_count"] = len(pieces) + len(rows)
             tenant_kinds = kinds.setdefault(str(meta["tenant"]), {})
             for key, value in meta.items():
                 tenant_kinds[key] = field_kind(value)
             tenant_kinds["chunk_index"] = "int"
+            if rows:
+                tenant_kinds[CHUNK_KIND] = "str"
             for n, piece in enumerate(pieces):
                 chunk_meta = dict(meta)
                 chunk_meta["chunk_index"] = n
                 chunks.append(Document(page_content=piece, metadata=chunk_meta))
+            for n, row in enumerate(rows, start=len(pieces)):
+                chunk_meta = dict(meta)
+                chunk_meta["chunk_index"] = n
+                chunk_meta[CHUNK_KIND] = TABLE_ROW
+                chunks.append(Document(page_content=row, metadata=chunk_meta))
         if not chunks:
             # A file whose every record failed keeps whatever it had stored before: say so.
             self._report_still_served(file_key, source, report)
@@ -382,6 +395,17 @@ class Ingestor:
         return _Prepared(
             file_key, source, fingerprint, chunks, kinds, per_record=per_record, partial=partial
         )
+
+    def _table_rows(self, tables: Sequence[Table], title: str) -> list[str]:
+        """The extra chunks of a document's tables: one row sentence each, prefixed by the
+        title and the table's caption or heading (a row over the chunk size is split)."""
+        out: list[str] = []
+        for text in row_texts(title, tables):
+            if self.splitter.counter.count_tokens(text) <= self.splitter.chunk_size:
+                out.append(text)
+            else:
+                out.extend(self.splitter.split(text))
+        return out
 
     def _report_still_served(
         self, file_key: str, source: str, report: IngestReport, groups: Iterable[str] = ()

@@ -10,7 +10,10 @@
   chain only ever sees the server-side session, never the history a client sends.
 * Model output is made safe before it is rendered (`rag_app.ui.markdown`): no images, links
   or raw HTML from an answer ever reach the browser as such.
-* Chat answers stream; the sources panel lists the chunks behind the [n] markers; filters
+* Chat answers stream; the sources panel lists the retrieved passages grouped by document,
+  each with its own relevance and the number the answer cites it by, and each [n] in the
+  answer links to its passage (`rag_app.ui.sources`: anchors and CSS `:target`, no script);
+  sentences the grounding check could not find in their cited sources are marked; filters
   (category, tags, date range, free JSON) are validated and shown as the effective filter
   (access filter AND user filter); uploads go into the user's tenant with an ACL the user may
   grant; feedback is appended to a JSONL log.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,11 +35,17 @@ from rag_app.ingest.loaders import display_source
 from rag_app.ui.filters import as_pretty_json, build_ui_filter, facet_choices, grant_choices
 from rag_app.ui.markdown import escape_markdown, safe_answer_markdown
 from rag_app.ui.security import Guard
+from rag_app.ui.sources import (
+    UI_CSS,
+    render_answer,
+    render_sources,
+    shown_source,
+)
 
 if TYPE_CHECKING:
     from rag_app.access.permissions import Principal
     from rag_app.app import App
-    from rag_app.chain.events import SourceRecord
+    from rag_app.chain.events import SourceRecord, UnsupportedClaim
     from rag_app.chain.history import ChatSession
 
 log = logging.getLogger(__name__)
@@ -45,11 +54,6 @@ audit = logging.getLogger("rag_app.audit")
 TITLE = "rag_app — permission-aware document chat"
 UPLOAD_TYPES = [".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".jsonl"]
 
-
-# Fields whose ISO copy the sources panel shows (the app derives `<field>_iso` only for the
-# date fields; any other `*_iso` key is a document's own claim and never shown instead).
-DEFAULT_DATE_FIELDS = ("created_at",)
-SHOWN_FIELDS = ("category", "created_at", "tags", "acl", "tenant")
 LOGIN_MESSAGE = "Log in with a user from the users file (demo: alice / alice-demo)."
 # Abandoned uploads (never submitted) are swept from Gradio's upload folder after an hour.
 UPLOAD_SWEEP = (600, 3600)
@@ -67,6 +71,11 @@ class ChatState:
     owner: str
     session: ChatSession
     history: list[dict[str, Any]] = field(default_factory=list)
+    turns: int = 0  # answer turns so far (never reset): anchors of the sources panel
+
+    def next_turn(self) -> int:
+        self.turns += 1
+        return self.turns
 
 
 def _username(request: gr.Request | None) -> str:
@@ -104,54 +113,6 @@ def _principal(app: App, request: gr.Request | None) -> Principal:
         return app.principal(username)
     except (AccessDenied, RagAppError) as exc:
         raise UIError(f"Your account cannot be used: {exc}") from exc
-
-
-def shown_source(source: str, data_dir: Sequence[str] | None) -> str:
-    """A source path as users see it: uploads live under the server's data dir (given as its
-    absolute and working-directory-relative forms), whose location is none of their business
-    (``uploads/<tenant>/<user>/<file>``)."""
-    for prefix in data_dir or ():
-        stem = prefix.rstrip("/") + "/"
-        if prefix and source.startswith(stem):
-            return source[len(stem) :]
-    return source
-
-
-def render_sources(
-    sources: Sequence[SourceRecord],
-    cited: Sequence[int] = (),
-    *,
-    data_dir: Sequence[str] | None = None,
-    date_fields: Collection[str] = DEFAULT_DATE_FIELDS,
-) -> str:
-    """Markdown for the sources panel: every retrieved chunk, cited ones marked. Titles,
-    snippets and metadata come from documents and are shown as plain text; a date field
-    shows its ISO copy, every other field its own value (a document's `acl_iso` is not
-    shown as its ACL)."""
-    if not sources:
-        return "_No sources: nothing you may read matched._"
-    cited_set = set(cited)
-    lines: list[str] = []
-    for src in sources:
-        mark = "**cited**" if src.n in cited_set else "not cited"
-        meta = src.metadata
-        shown = {
-            k: meta.get(f"{k}_iso", meta[k]) if k in date_fields else meta[k]
-            for k in SHOWN_FIELDS
-            if k in meta
-        }
-        meta_text = " · ".join(
-            f"{k}: {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in shown.items()
-        )
-        score = f"{src.score:.3f}" if src.score is not None else "-"
-        snippet = " ".join(src.snippet.split())
-        lines.append(
-            f"**[{src.n}] {escape_markdown(src.title)}** — {mark}, score {score}  \n"
-            f"`{html.escape(shown_source(src.source, data_dir))}`  \n"
-            f"<small>{escape_markdown(meta_text)}</small>  \n"
-            f"<small><i>{escape_markdown(snippet)}</i></small>\n"
-        )
-    return "\n".join(lines)
 
 
 def render_details(
@@ -214,8 +175,10 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
     data_dir = (settings.data_dir.resolve().as_posix(), display_source(settings.data_dir))
     date_fields = tuple(settings.date_fields)
 
-    def sources_markdown(sources: Sequence[SourceRecord], cited: Sequence[int] = ()) -> str:
-        return render_sources(sources, cited, data_dir=data_dir, date_fields=date_fields)
+    def sources_markdown(
+        sources: Sequence[SourceRecord], turn: int, cited: Sequence[int] = ()
+    ) -> str:
+        return render_sources(sources, cited, turn=turn, data_dir=data_dir, date_fields=date_fields)
 
     # -- handlers (closures over the App; per-user state comes in as gr.State) -------------
     def on_load(request: gr.Request) -> tuple[Any, ...]:
@@ -317,6 +280,14 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
             return
         owned.history = history
         session = owned.session
+        turn = owned.next_turn()  # anchors of this answer's passages: src-<turn>-<n>
+        valid: set[int] = set()  # the source numbers this answer may cite (and link)
+        titles: dict[int, str] = {}
+
+        def answer_markdown(text: str, unsupported: Sequence[UnsupportedClaim] = ()) -> str:
+            return render_answer(
+                text, turn=turn, valid=valid, titles=titles, unsupported=unsupported
+            )
 
         question, rewritten = message, False
         # Until this turn's own events arrive, say what is happening rather than show the
@@ -337,15 +308,19 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
                 )
                 yield history, "", owned, sources_md, details, None
             elif isinstance(event, Sources):
-                sources_md = sources_markdown(event.sources)
+                valid = {s.n for s in event.sources}
+                titles = {s.n: s.title for s in event.sources}
+                sources_md = sources_markdown(event.sources, turn)
                 yield history, "", owned, sources_md, details, None
             elif isinstance(event, Token):
                 answer += event.text
-                history[-1]["content"] = safe_answer_markdown(answer)
+                history[-1]["content"] = answer_markdown(answer)
                 yield history, "", owned, sources_md, details, None
             elif isinstance(event, Done):
-                history[-1]["content"] = safe_answer_markdown(event.answer)
-                sources_md = sources_markdown(event.sources, event.cited)
+                valid = {s.n for s in event.sources}
+                titles = {s.n: s.title for s in event.sources}
+                history[-1]["content"] = answer_markdown(event.answer, event.unsupported)
+                sources_md = sources_markdown(event.sources, turn, event.cited)
                 details = render_details(
                     original=message,
                     question=question,
@@ -366,11 +341,16 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
                             "title": s.title,
                             "source": shown_source(s.source, data_dir),
                             "score": s.score,
+                            "passage_score": s.passage_score,
                             "cited": s.n in event.cited,
                         }
                         for s in event.sources
                     ],
                     "session_id": getattr(session, "session_id", None),
+                    "unsupported": [
+                        {"sentence": c.sentence, "values": list(c.values), "cited": list(c.cited)}
+                        for c in event.unsupported
+                    ],
                 }
                 yield history, "", owned, sources_md, details, last
             elif isinstance(event, Error):
@@ -508,7 +488,13 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
                 feedback_status = gr.Markdown("", elem_id="feedback-status")
             with gr.Column(scale=2):
                 with gr.Tab("Sources"):
-                    sources = gr.Markdown("_Ask a question to see its sources._", elem_id="sources")
+                    # HTML of rag_app.ui.sources (document text escaped there, and
+                    # sanitised again by Gradio); `$$` in a document is not maths
+                    sources = gr.Markdown(
+                        "_Ask a question to see its sources._",
+                        elem_id="sources",
+                        latex_delimiters=[],
+                    )
                 with gr.Tab("Filters"):
                     categories = gr.Dropdown(
                         label="Category",
@@ -618,6 +604,7 @@ def launch(
         server_port=port,
         auth=auth,  # type: ignore[arg-type]  # Gradio awaits a coroutine function
         auth_message=LOGIN_MESSAGE,
+        css=UI_CSS,
         prevent_thread_lock=prevent_thread_lock,
         show_error=False,
         quiet=True,

@@ -24,11 +24,14 @@ _CODE = re.compile(
     r"|(?P<ticks>`+)(?!`).+?(?<!`)(?P=ticks)(?!`)"
 )
 _TEXT = r"(?:[^\[\]\n]|\[[^\[\]\n]*\])*"  # text in brackets (one level of nesting)
+# ... and over line breaks, but not over a blank line (a paragraph break ends a link's text)
+_TEXT_LINES = r"(?:[^\[\]\n]|\n(?![ \t]*\n)|\[[^\[\]\n]*\])*"
 _UNSAFE = re.compile(
     rf"(?P<img>!\[(?P<ialt>{_TEXT})\]\([^)\n]*\)?)"  # ![alt](url), also still unfinished
     rf"|(?P<imgref>!\[(?P<ralt>{_TEXT})\]\[[^\]\n]*\])"  # ![alt][ref]
     r"|(?P<bang>!(?=\[))"  # any other `![`: never an image
-    rf"|(?P<link>\[(?P<ltext>{_TEXT})\]\((?P<lurl>[^)\n]*)\))"  # [text](url)
+    # [text](url), its text and target also over a line break (Markdown allows both)
+    rf"|(?P<link>\[(?P<ltext>{_TEXT_LINES})\]\((?P<lurl>[ \t]*\n?[^)\n]*)\))"
     r"|(?P<refdef>^[ ]{0,3}\[(?P<dref>[^\]\n]+)\]:[ \t]*(?P<durl>[^\s]*)[^\n]*)"  # [r]: url
     r"|(?P<auto><(?P<aurl>(?:[A-Za-z][A-Za-z0-9+.-]{1,31}:|www\.)[^\s<>]*)>)"  # <url>
     r"|(?P<tag><(?=[A-Za-z/!?]))"  # raw HTML
@@ -52,7 +55,8 @@ def _neutralise(match: re.Match[str]) -> str:
     if kind == "bang":
         return "\\!"
     if kind == "link":
-        return f"{escape_markdown(match['ltext'])} ({_code(match['lurl'].strip())})"
+        text = " ".join(match["ltext"].split())
+        return f"{escape_markdown(text)} ({_code(match['lurl'].strip())})"
     if kind == "refdef":
         return f"\\[{escape_markdown(match['dref'])}\\]: {_code(match['durl'])}"
     if kind == "auto":

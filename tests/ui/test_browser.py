@@ -7,6 +7,10 @@
   is refused and never receives the other's question or sources.
 * A prompt-injected document makes the model answer with a remote image (markdown and raw
   HTML) pointing at a loopback HTTP server started here: the server receives no request.
+* The Sources panel shows one entry per document with its passages under it, each with its
+  own relevance; a click on [n] in the answer scrolls to passage n and highlights it
+  (``:target``, no script); a sentence whose figure no cited source contains is marked
+  as unsupported in the chat history.
 
 Screenshots land in test-artifacts/ for people to look at."""
 
@@ -40,6 +44,8 @@ if not Path(CHROMIUM).exists():  # `make test` installs it (scripts/ensure-brows
 
 QUESTION = "How many weeks of paid parental leave do I get?"
 INJECTION_QUESTION = "What does the zephyr telemetry notice say?"
+UNSUPPORTED_QUESTION = "What is the hotel limit per night?"
+INVENTED = "987,654"  # a figure no document contains
 IMAGE_MD = re.compile(r"!\[[^\]]*\]\([^)]*\)|<img[^>]*>")
 
 
@@ -85,6 +91,8 @@ def injecting_model(delay: float):
             text = "\n".join(str(m.content) for m in messages)
             if "standalone" in text.lower():
                 return reply
+            if UNSUPPORTED_QUESTION in text:  # a made-up figure, cited as if from [1]
+                return f"The hotel limit is EUR {INVENTED} per night [1]."
             return " ".join([reply, *IMAGE_MD.findall(text)])
 
     return Obedient(delay=delay)
@@ -137,9 +145,12 @@ def browser():
 class Session:
     """One logged-in user in their own browser context."""
 
-    def __init__(self, browser, url: str, user: str) -> None:
+    def __init__(
+        self, browser, url: str, user: str, viewport: tuple[int, int] = (1400, 1000)
+    ) -> None:
         self.user = user
-        self.context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        width, height = viewport
+        self.context = browser.new_context(viewport={"width": width, "height": height})
         self.page = self.context.new_page()
         self.hosts: set[str] = set()
         self.session_hashes: set[str] = set()
@@ -282,5 +293,73 @@ def test_injected_remote_image_is_never_fetched(browser, url, leak_server):
         assert not [m for m in s.console if "Content Security Policy" in m and "script" in m], (
             s.console
         )
+    finally:
+        s.close()
+
+
+def test_citation_link_scrolls_to_its_passage_in_the_grouped_sources(browser, url):
+    # a narrow window: the sources panel is laid out below the chat, out of view
+    s = Session(browser, url, "alice", viewport=(640, 800))
+    try:
+        s.ask(QUESTION)
+        page = s.page
+        # one entry per document; the parental leave policy's passages are listed under it,
+        # each with its own number and relevance
+        docs = page.locator("#sources .rag-doc")
+        titles = [t.strip() for t in docs.locator(".rag-doc-title").all_inner_texts()]
+        assert titles and len(titles) == len(set(titles)), titles
+        policy = docs.filter(has_text="parental-leave-policy.md")
+        assert policy.count() == 1
+        passages = policy.locator(".rag-passage")
+        assert passages.count() >= 2, s.text("#sources")
+        numbers = passages.locator(".rag-n").all_inner_texts()
+        assert numbers[0] == "[1]" and len(set(numbers)) == len(numbers), numbers
+        relevance = passages.locator(".rag-rel").all_inner_texts()
+        assert len(set(relevance)) == len(relevance), relevance  # the passages' own scores
+        assert "cited" in passages.first.locator(".rag-badge").inner_text()
+
+        link = page.locator("#chatbot a.rag-cite").last
+        link.scroll_into_view_if_needed()
+        assert link.inner_text() == "[1]"
+        href = link.get_attribute("href") or ""
+        assert re.fullmatch(r"#src-\d+-1", href), href
+        target = page.locator(f"#sources {href}")
+        assert target.count() == 1
+        assert not target.evaluate("e => e.matches(':target')")
+        in_view = "e => (t => t >= 0 && t < innerHeight)(e.getBoundingClientRect().top)"
+        assert not target.evaluate(in_view)  # below the fold before the click
+        link.click()
+        page.wait_for_function(
+            "id => document.getElementById(id)?.matches(':target')", arg=href[1:], timeout=5000
+        )
+        assert page.evaluate("location.hash") == href
+        page.wait_for_timeout(300)
+        assert target.evaluate(in_view)  # scrolled to
+        outline = target.evaluate("e => getComputedStyle(e).outlineStyle")
+        assert outline not in ("", "none"), outline  # highlighted by the page's CSS
+        s.shot("citation-target.png")
+        # the link points into this page only: nothing was fetched or opened
+        assert len(s.context.pages) == 1
+        assert s.hosts <= {"127.0.0.1", "localhost"}, s.hosts
+    finally:
+        s.close()
+
+
+def test_unsupported_claim_is_marked_in_the_chat(browser, url):
+    s = Session(browser, url, "alice")
+    try:
+        s.ask(UNSUPPORTED_QUESTION, done=lambda text: "not found in the cited" in text)
+        s.shot("unsupported-claim.png")
+        bot = s.page.locator("#chatbot .message.bot, #chatbot [data-testid='bot']").last
+        marker = bot.locator(".rag-unsupported")
+        assert marker.count() == 1, bot.inner_html()
+        assert INVENTED in marker.inner_text() and "not found in the cited sources" in (
+            marker.inner_text()
+        )
+        assert marker.is_visible()
+        assert "not found in the cited sources" in bot.locator(".rag-unsupported-note").inner_text()
+        # still there after the next turn: it is part of the chat history
+        s.ask("What does the zephyr telemetry notice say?", done=lambda text: "zephyr" in text)
+        assert s.page.locator("#chatbot .rag-unsupported").count() == 1
     finally:
         s.close()

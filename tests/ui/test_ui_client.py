@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -87,6 +88,12 @@ def test_two_users_same_question_different_sources(ui):
     assert "demo/corpus/brightwater" in frank_sources and "demo/corpus/halcyon" not in frank_sources
     answer = text_of(out["alice"][0][-1])
     assert "[1]" in answer
+    # [1] links to its passage in the sources panel, which lists each document once
+    anchor = re.search(r'<a href="#(src-\d+-1)" class="rag-cite"[^>]*>\[1\]</a>', answer)
+    assert anchor, answer
+    assert f'id="{anchor[1]}"' in alice_sources
+    titles = re.findall(r'class="rag-doc-title">([^<]*)<', alice_sources)
+    assert titles and len(titles) == len(set(titles)), titles
     assert "Effective filter" in out["alice"][2] and '"halcyon"' in out["alice"][2]
 
 

@@ -28,7 +28,7 @@ def test_upload_paths_hide_the_data_directory() -> None:
     assert shown_source("/srv/rag/database/x.md", dirs) == "/srv/rag/database/x.md"
     text = render_sources([record(upload)], [1], data_dir=dirs)
     assert "uploads/halcyon/alice/zephyr.md" in text and "/srv/rag" not in text
-    assert "**cited**" in text
+    assert 'class="rag-passage rag-cited"' in text and ">cited</span>" in text
 
 
 def test_iso_copies_are_shown_only_for_date_fields() -> None:
@@ -70,7 +70,8 @@ def test_document_text_in_the_sources_panel_is_plain_text() -> None:
     )
     text = render_sources([evil])
     assert "![" not in text and "<img" not in text
-    assert "https://evil" not in text  # escaped (https\://evil...): no autolink either
+    assert "https://evil" not in text  # escaped (https&#58;//evil...): no autolink either
+    assert "\n" not in text  # one HTML block: no blank line can end it early
 
 
 def test_answers_lose_images_links_and_html() -> None:
@@ -94,3 +95,14 @@ def test_answers_lose_images_links_and_html() -> None:
     for url in re.findall(r"https?://[^\s`)]+", outside_code):
         assert f"`{url}" in outside_code or re.search(rf"`[^`]*{re.escape(url)}", outside_code)
     assert "`![code](kept)`" in safe  # code is left alone
+
+
+def test_links_over_a_line_break_are_neutralised_too() -> None:
+    """Markdown lets a link's text and its target start on the next line."""
+    from rag_app.ui.markdown import safe_answer_markdown
+
+    for answer in ("[click](\n//evil.example/x)", "[two\nlines](//evil.example/y)"):
+        safe = safe_answer_markdown(answer)
+        assert "](" not in safe and "`//evil.example/" in safe, safe
+    # a blank line ends a paragraph, and with it any link text: no link, nothing to change
+    assert safe_answer_markdown("[a\n\nb](c)") == "[a\n\nb](c)"

@@ -8,8 +8,9 @@ Three files, editable without touching code:
   optionally ``{no_answer}``);
 - ``no_answer.txt`` — the fixed phrase used when the documents do not contain the answer.
 
-A prompt file is a user message, or a system and a user message introduced by lines that
-read exactly ``[system]`` and ``[user]``. Placeholders use ``{name}``; write ``{{`` and ``}}``
+A prompt file is a user message, or messages introduced by lines that read exactly
+``[system]``, ``[user]`` and ``[assistant]`` (worked examples as earlier turns); the last one
+is a ``[user]`` message. Placeholders use ``{name}``; write ``{{`` and ``}}``
 for literal braces. A file is read again when it changes on disk, so edits apply to the next
 turn of a running app. A missing, unreadable, empty or malformed file is a `PromptError`
 naming the file.
@@ -32,7 +33,7 @@ CONDENSE_FILE = "condense_question.txt"
 ANSWER_FILE = "answer.txt"
 NO_ANSWER_FILE = "no_answer.txt"
 
-SECTION = re.compile(r"^\[(system|user)\][ \t]*$", re.MULTILINE)
+SECTION = re.compile(r"^\[(system|user|assistant)\][ \t]*$", re.MULTILINE)
 
 # Placeholders each prompt must / may use.
 REQUIRED = {
@@ -76,7 +77,7 @@ def parse_prompt_file(path: Path, text: str) -> ChatPromptTemplate:
         for i, match in enumerate(matches):
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
             body = text[match.end() : end].strip()
-            role = "system" if match.group(1) == "system" else "human"
+            role = {"system": "system", "user": "human", "assistant": "ai"}[match.group(1)]
             if not body:
                 raise PromptError(f"prompt file {path}: the [{match.group(1)}] section is empty")
             messages.append((role, body))

@@ -90,7 +90,12 @@ def split_pieces(text: str) -> list[Piece]:
     def add(piece: Piece) -> None:
         nonlocal heading
         if heading is not None:
-            piece = Piece(f"{heading}\n{piece.text}", True, piece.needs)
+            # "## Not reimbursed" + "Fines and penalties, ..." reads as "Not reimbursed: Fines
+            # and penalties, ..." (a small model misses what a Markdown heading scopes)
+            if piece.line:
+                piece = Piece(f"{heading}\n{piece.text}", True, piece.needs)
+            else:
+                piece = Piece(f"{heading.lstrip('#').strip()}: {piece.text}", False)
             heading = None
         if pieces and not pieces[-1].line and len(pieces[-1].text) < MIN_UNIT_CHARS:
             last = pieces.pop()

@@ -25,7 +25,7 @@ from rag_app.chain import (
     Token,
 )
 from rag_app.chain.context import citations, format_document, is_refusal, to_source
-from rag_app.chain.prompts import project_prompts_dir
+from rag_app.chain.prompts import PromptError, project_prompts_dir
 from rag_app.errors import StoreError
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
@@ -289,10 +289,9 @@ def test_tokens_stream_and_citations_map_to_the_numbered_chunks(demo_app):
         start = prompt.index(f'<document id="{s.n}" ')
         body = prompt[start : prompt.index("</document>", start)]
         assert f"Title: {s.title}" in body
-        pieces = [p.strip() for p in s.excerpt.replace("\n", " … ").split("…") if p.strip()]
-        flat = " ".join(s.text.split())
-        assert pieces and all(" ".join(p.split()) in flat for p in pieces)  # the passage's own
-        assert all(p in body for p in pieces)
+        # the passage's own words (headings may read "Heading: sentence"), as the model saw it
+        assert set(re.findall(r"\w+", s.excerpt)) <= set(re.findall(r"\w+", s.text))
+        assert s.excerpt in body
     assert done.tokens >= len(tokens) - 1
     t = done.timings
     assert 0 <= t.retrieval_s <= t.total_s and t.first_token_s is not None
@@ -489,6 +488,21 @@ def test_the_shipped_prompts_load():
     prompts.check()
     assert prompts.no_answer == NO_ANSWER
     assert type(prompts.answer.messages[0]).__name__.startswith("System")
+
+
+def test_worked_examples_can_be_earlier_turns(tmp_path):
+    from rag_app.chain.prompts import parse_prompt_file
+
+    text = (
+        "[system]\nRules.\n\n[user]\nExample question\n\n[assistant]\nExample answer [1].\n\n"
+        "[user]\n{context}\nQuestion: {question}\n"
+    )
+    template = parse_prompt_file(tmp_path / "answer.txt", text)
+    kinds = [type(m).__name__ for m in template.messages]
+    assert kinds[0].startswith("System") and kinds[2].startswith("AI")
+    assert kinds[-1].startswith("Human")
+    with pytest.raises(PromptError, match="last section must be"):
+        parse_prompt_file(tmp_path / "answer.txt", text + "\n[assistant]\nno\n")
 
 
 # -- errors ----------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ case by case would defeat the model server's prompt cache, which keeps the last 
 prefix, and that cache is part of what is measured):
 
 * ``previous``: the prompt files of before this change (`bench/baseline_prompts/`) and whole
-  chunks in the prompt (``context_select=chunks``): what the app did before;
+  chunks in the prompt (``context_select=chunks``): what the app did before, except that it
+  retrieves from today's index (table rows are indexed as sentences for both);
 * ``current``: the project's prompt files and the passages' best sentences within
   ``--context-tokens`` (``context_select=sentences``).
 

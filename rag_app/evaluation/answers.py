@@ -290,8 +290,12 @@ def grade_answer(
         why = ", ".join(["refused" if refused else "did not refuse", *leak_note])
         return AnswerGrade(case.id, correct, why, refused, leaked, [], cited_expected)
     missing = [list(g) for g in case.facts if not any(contains(text, alt) for alt in g)]
-    correct = not refused and not missing and cited_expected and not leaked
+    # a negative answer that opens with "yes" contradicts itself, whatever "not" follows
+    affirms = case.kind == "negative" and re.match(r"\W*yes\b", text) is not None
+    correct = not refused and not missing and cited_expected and not leaked and not affirms
     parts: list[str] = []
+    if affirms:
+        parts.append('says "yes" to a negative')
     if refused:
         parts.append("refused")
     if missing:

@@ -673,3 +673,19 @@ def test_cli_answers_with_smollm2(tmp_path: Path) -> None:
         assert turn["answer"].strip() and turn["total_s"] > 0
         assert turn["refused"] or turn["tokens"] > 0
     assert (proc.returncode == 1) is bool(document["failures"])
+
+
+def test_a_negative_answer_that_says_yes_is_wrong() -> None:
+    case = AnswerCase(
+        id="neg",
+        user="erin",
+        question="Does the warranty cover forklift damage?",
+        kind="negative",
+        facts=(("not cover", "not covered", "not"),),
+        sources=("warranty",),
+    )
+    src = ["demo/corpus/halcyon/public/warranty.md"]
+    wrong = "Yes, it covers collisions the robot could not detect [1]."
+    assert not grade_answer(case, wrong, src, refused=False).correct
+    assert "yes" in grade_answer(case, wrong, src, refused=False).why
+    assert grade_answer(case, "No, forklift damage is not covered [1].", src, False).correct

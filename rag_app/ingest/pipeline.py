@@ -118,7 +118,7 @@ class IngestReport:
         return not self.rejected
 
     def counts(self) -> dict[str, int]:
-        """The numbers of the run log (`IngestState.finish_run`)."""
+        """The numbers of the run log (`IngestState.logged_run`)."""
         return {
             "files_indexed": self.files_indexed,
             "files_unchanged": self.files_unchanged,
@@ -212,32 +212,24 @@ class Ingestor:
         upload, repair, ...), in the state database's run log (`rag-app stats`)."""
         paths = [Path(p) for p in paths]
         uploader = (overrides or {}).get("uploaded_by")
-        run_id = self.state.begin_run(
+        with self.state.logged_run(
             origin=origin,
             paths=[str(p) for p in paths],
             user=None if uploader is None else str(uploader),
-        )
-        try:
-            report = self._ingest(
-                paths,
-                overrides=overrides,
-                cleanup=cleanup,
-                progress=progress,
-                source_root=source_root,
-            )
-        except BaseException as exc:
-            self.state.finish_run(
-                run_id,
-                status="failed",
-                counts={},
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            if isinstance(exc, Exception):
+        ) as run:
+            try:
+                report = self._ingest(
+                    paths,
+                    overrides=overrides,
+                    cleanup=cleanup,
+                    progress=progress,
+                    source_root=source_root,
+                )
+            except Exception as exc:
                 monitoring.metrics().record_error("ingest", exc)
-            raise
-        self.state.finish_run(
-            run_id, status="ok" if report.ok else "partial", counts=report.counts()
-        )
+                raise
+            run.status = "ok" if report.ok else "partial"
+            run.counts = report.counts()
         monitoring.metrics().record_ingest(report)
         return report
 

@@ -19,8 +19,9 @@ import json
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -162,6 +163,14 @@ class IngestRun:
             "counts": self.counts,
             "error": self.error,
         }
+
+
+@dataclass
+class RunOutcome:
+    """What a logged run sets before it ends (`IngestState.logged_run`)."""
+
+    status: str = "ok"
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class IngestState:
@@ -435,6 +444,23 @@ class IngestState:
                 )
             )
         return run_id
+
+    @contextmanager
+    def logged_run(
+        self, *, origin: str, paths: Sequence[str], user: str | None = None
+    ) -> Iterator[RunOutcome]:
+        """Log the run of the `with` block: started now; at the end, the status and counts
+        the block set on the yielded outcome, or ``failed`` with the exception (re-raised)."""
+        outcome = RunOutcome()
+        run_id = self.begin_run(origin=origin, paths=paths, user=user)
+        try:
+            yield outcome
+        except BaseException as exc:
+            self.finish_run(
+                run_id, status="failed", counts={}, error=f"{type(exc).__name__}: {exc}"
+            )
+            raise
+        self.finish_run(run_id, status=outcome.status, counts=outcome.counts)
 
     def finish_run(
         self,

@@ -417,24 +417,14 @@ def import_file(
     """Import an export file into the app's store and ingest state (see the module doc).
     The import is logged as an ingest run (origin ``import``) for `rag-app stats`."""
     paths = [str(path)] if tenant is None else [f"{path} (tenant {tenant})"]
-    run_id = app.state.begin_run(origin="import", paths=paths)
-    try:
+    with app.state.logged_run(origin="import", paths=paths) as run:
         summary = _import_file(app, path, tenant=tenant, batch=batch, progress=progress)
-    except BaseException as exc:
-        app.state.finish_run(
-            run_id, status="failed", counts={}, error=f"{type(exc).__name__}: {exc}"
-        )
-        raise
-    app.state.finish_run(
-        run_id,
-        status="ok",
-        counts={
+        run.counts = {
             "records_written": summary.records_written,
             "records_resumed": summary.records_resumed,
             "records_skipped": summary.records_skipped,
             "files_marked": summary.files_marked,
-        },
-    )
+        }
     return summary
 
 

@@ -367,10 +367,29 @@ def pinecone_target(work: Path, corpus: Corpus, dim: int, model: str, url: str) 
     )
 
 
+def missing_properties(source: Any, target: Any) -> list[Any]:
+    """The Weaviate property definitions of `source`'s collection that `target`'s lacks, as
+    the raw SDK would add them (both are `WeaviateStore` adapters)."""
+    from weaviate.classes.config import DataType, Property
+
+    existing = {p.name for p in target._collection.config.get().properties}
+    return [
+        Property(
+            name=p.name,
+            data_type=DataType(p.data_type.value),
+            description=p.description,
+            tokenization=p.tokenization,
+            index_searchable=p.index_searchable,
+            index_filterable=p.index_filterable,
+        )
+        for p in source._collection.config.get().properties
+        if p.name not in existing
+    ]
+
+
 def weaviate_target(
     work: Path, corpus: Corpus, dim: int, model: str, url: str, grpc_port: int
 ) -> Target:
-    from weaviate.classes.config import DataType, Property
     from weaviate.classes.data import DataObject
     from weaviate.classes.query import MetadataQuery
     from weaviate.classes.tenants import Tenant
@@ -404,19 +423,7 @@ def weaviate_target(
         # as the adapter's first upsert does: add the metadata properties (the definitions the
         # adapter chose, read from its collection), create the tenants, insert the batches.
         holder = open_at(f"bench_raw{r}")
-        existing = {p.name for p in holder._collection.config.get().properties}
-        properties = [
-            Property(
-                name=p.name,
-                data_type=DataType(p.data_type.value),
-                description=p.description,
-                tokenization=p.tokenization,
-                index_searchable=p.index_searchable,
-                index_filterable=p.index_filterable,
-            )
-            for p in adapter._collection.config.get().properties  # type: ignore[attr-defined]
-            if p.name not in existing
-        ]
+        properties = missing_properties(adapter, holder)
         tenants = [Tenant(name=weaviate_tenant(t)) for t in TENANTS]
         coll = holder._collection
         objects: dict[str, list[Any]] = {}

@@ -92,6 +92,7 @@ from bench_stores import (
     _settings,
     emulator,
     load_corpus,
+    missing_properties,
 )
 
 from rag_app.app import App
@@ -304,7 +305,6 @@ def pinecone_driver(work: Path, dim: int, model: str, url: str) -> Driver:
 
 
 def weaviate_driver(work: Path, dim: int, model: str, url: str, grpc_port: int) -> Driver:
-    from weaviate.classes.config import DataType, Property
     from weaviate.classes.data import DataObject
     from weaviate.classes.tenants import Tenant
 
@@ -352,19 +352,7 @@ def weaviate_driver(work: Path, dim: int, model: str, url: str, grpc_port: int) 
         # source's definitions), create the tenants, insert the batches.
         assert isinstance(source, WeaviateStore)
         holder = open_at(f"xfer_raw{r}")
-        existing = {p.name for p in holder._collection.config.get().properties}
-        properties = [
-            Property(
-                name=p.name,
-                data_type=DataType(p.data_type.value),
-                description=p.description,
-                tokenization=p.tokenization,
-                index_searchable=p.index_searchable,
-                index_filterable=p.index_filterable,
-            )
-            for p in source._collection.config.get().properties
-            if p.name not in existing
-        ]
+        properties = missing_properties(source, holder)
         tenants = sorted({weaviate_tenant(x["tenant"]) for x in records})
         coll = holder._collection
         size = source._batch_size

@@ -146,3 +146,15 @@ class CitingFakeChat:
                     )
 
         return _Model(delay=delay)
+
+
+def markdown_doc(
+    title: str, body: str, *, tenant: str = "acme", acl: str = "[public]", extra: str = ""
+) -> str:
+    """A Markdown document with front matter (`extra`: more front-matter lines)."""
+    return f"---\ntitle: {title}\ntenant: {tenant}\nacl: {acl}\n{extra}---\n{body}"
+
+
+def paragraphs(word: str, n: int) -> str:
+    """`n` paragraphs of `word`, long enough to make several chunks."""
+    return "\n\n".join(f"{word} paragraph {i} " + " ".join([word] * 40) for i in range(n))

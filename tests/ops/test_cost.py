@@ -34,6 +34,7 @@ from rag_app.ops.cost import (
 from rag_app.settings import Settings
 from rag_app.stores.base import scannable
 from tests.fakes import HashEmbeddings
+from tests.fakes import markdown_doc as doc
 
 GIB = 2**30
 
@@ -423,10 +424,6 @@ def test_unreadable_tables(tmp_path: Path) -> None:
 
 
 # -- a real corpus ----------------------------------------------------------------------------
-def doc(title: str, body: str, *, tenant: str = "acme") -> str:
-    return f"---\ntitle: {title}\ntenant: {tenant}\nacl: [public]\n---\n{body}"
-
-
 @pytest.fixture
 def app(tmp_path: Path) -> Any:
     root = tmp_path / "corpus"

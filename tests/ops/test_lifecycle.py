@@ -23,12 +23,9 @@ from rag_app.ops.lifecycle import parse_duration
 from rag_app.settings import Settings
 from rag_app.stores.base import Administrable
 from tests.fakes import HashEmbeddings
+from tests.fakes import markdown_doc as doc
 
 DAY = 86400.0
-
-
-def doc(title: str, body: str, *, tenant: str = "acme", extra: str = "") -> str:
-    return f"---\ntitle: {title}\ntenant: {tenant}\nacl: [public]\n{extra}---\n{body}"
 
 
 @pytest.fixture

@@ -20,14 +20,8 @@ from rag_app.ingest.upload import ingest_uploads
 from rag_app.ops.transfer import export_index, import_file
 from rag_app.settings import Settings
 from tests.fakes import HashEmbeddings
-
-
-def doc(title: str, body: str, *, tenant: str) -> str:
-    return f"---\ntitle: {title}\ntenant: {tenant}\nacl: [public]\n---\n{body}"
-
-
-def words(word: str, n: int) -> str:
-    return "\n\n".join(f"{word} paragraph {i} " + " ".join([word] * 40) for i in range(n))
+from tests.fakes import markdown_doc as doc
+from tests.fakes import paragraphs as words
 
 
 @pytest.fixture

@@ -22,15 +22,8 @@ from rag_app.ingest.state import tenant_fields_table
 from rag_app.ops.verify import repair, source_root, verify
 from rag_app.settings import Settings
 from rag_app.stores.base import StoreRecord
-from tests.fakes import HashEmbeddings
-
-
-def doc(title: str, body: str, *, tenant: str = "acme", acl: str = "[public]") -> str:
-    return f"---\ntitle: {title}\ntenant: {tenant}\nacl: {acl}\n---\n{body}"
-
-
-def paragraphs(word: str, n: int) -> str:
-    return "\n\n".join(f"{word} paragraph {i} " + " ".join([word] * 40) for i in range(n))
+from tests.fakes import HashEmbeddings, paragraphs
+from tests.fakes import markdown_doc as doc
 
 
 @pytest.fixture

@@ -119,6 +119,8 @@ def summarise(config: Config) -> dict[str, Any]:
         "errors": sum(t.error is not None for t in turns),
         "unsupported_marked": sum(t.unsupported for t in turns),
         "answerable_refused": sum(t.refused for t in answerable),
+        "revised": sum(t.revised_from is not None for t in turns),
+        "total_s_median": _r(statistics.median([t.total_s for t in turns])) if turns else None,
         "per_kind": {},
     }
     for kind in sorted({t.case.kind for t in turns}):
@@ -158,6 +160,7 @@ def main() -> int:
     parser.add_argument("--answers", type=Path, default=ANSWERS)
     parser.add_argument("--data-dir", type=Path, default=None, help="reuse an ingested folder")
     parser.add_argument("--limit", type=int, default=None, help="first N cases only")
+    parser.add_argument("--cases", default=None, help="only these case ids (comma-separated)")
     parser.add_argument("--kinds", default=None, help="only these case kinds (comma-separated)")
     parser.add_argument("--context-tokens", type=int, default=None)
     parser.add_argument("--configs", default="previous,current")
@@ -169,6 +172,9 @@ def main() -> int:
     if args.kinds:
         wanted = {k.strip() for k in args.kinds.split(",")}
         cases = [c for c in cases if c.kind in wanted]
+    if args.cases:
+        ids = {c.strip() for c in args.cases.split(",")}
+        cases = [c for c in cases if c.id in ids]
     if args.limit:
         cases = cases[: args.limit]
 
@@ -212,6 +218,10 @@ def main() -> int:
                 variants[name][1],
                 variants[name][0],
                 count_tokens=app.embeddings.count_tokens,
+                # the app's own retriever (hybrid by default), as `App.chat` builds it
+                retriever_factory=lambda principal, filter, k: app.retriever(
+                    principal, filter=filter, k=k
+                ),
                 llm_label=llm.describe(),
             ),
         )
@@ -231,20 +241,31 @@ def main() -> int:
                 pass
             for case in cases:
                 before: dict[str, float] = {}
+                at_revise: dict[str, float] = {}
 
                 def snap(into: dict[str, float] = before) -> None:
                     into.update(counters(server))
 
+                def snap_revise(into: dict[str, float] = at_revise) -> None:
+                    into.update(counters(server))
+
                 turn = run_answer_case(
-                    config.service, app.principal(case.user), case, before_question=snap
+                    config.service,
+                    app.principal(case.user),
+                    case,
+                    before_question=snap,
+                    before_revise=snap_revise,
                 )
                 after = counters(server)
+                # the floor is the first answer's prompt (what the first token waited for);
+                # a re-answer's tokens are counted in generated_* and total time only
+                first_call = at_revise or after
                 measured = Measured(
                     config.name,
                     turn,
-                    evaluated_tokens=after["prompt_tokens_total"]
+                    evaluated_tokens=first_call["prompt_tokens_total"]
                     - before.get("prompt_tokens_total", 0.0),
-                    prompt_seconds=after["prompt_seconds_total"]
+                    prompt_seconds=first_call["prompt_seconds_total"]
                     - before.get("prompt_seconds_total", 0.0),
                     generated_tokens=after["tokens_predicted_total"]
                     - before.get("tokens_predicted_total", 0.0),
@@ -255,7 +276,8 @@ def main() -> int:
                 print(
                     f"  {config.name:8} {'OK ' if turn.grade.correct else 'BAD'} {case.id:34} "
                     f"ttft {turn.ttft_s or 0:5.1f}s prompt {turn.prompt_tokens or 0:5} "
-                    f"evaluated {measured.evaluated_tokens:5.0f}  {turn.grade.why}",
+                    f"evaluated {measured.evaluated_tokens:5.0f} total {turn.total_s:5.1f}s"
+                    f"{' revised' if turn.revised_from is not None else ''}  {turn.grade.why}",
                     flush=True,
                 )
     finally:
@@ -313,6 +335,8 @@ def main() -> int:
         ("follow-up TTFT / floor (median)", lambda s: s["follow_up"]["ttft_over_floor_median"]),
         ("tokens/s (median)", lambda s: s["tokens_per_s_median"]),
         ("claims marked unsupported", lambda s: s["unsupported_marked"]),
+        ("answers revised after the check", lambda s: s["revised"]),
+        ("whole turn median (s)", lambda s: s["total_s_median"]),
     ]
     names = list(results["configs"])
     print(f"\n{'':34}" + "".join(f"{n:>22}" for n in names))

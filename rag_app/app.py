@@ -131,7 +131,7 @@ class App:
                 "chunk_overlap": s.chunk_overlap,
                 "date_fields": sorted(s.date_fields),
                 "splitter": 1,
-                "tables": 1,  # table rows indexed as sentences (rag_app.ingest.tables)
+                "tables": 2,  # table rows indexed as sentences (rag_app.ingest.tables)
             },
             sort_keys=True,
         )

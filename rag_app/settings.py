@@ -129,10 +129,12 @@ class Settings(BaseSettings):
         description="Token budget of the passages' sentences in the answer prompt "
         "(context_select=sentences); chosen by measurement with bench/bench_chat.py.",
     )
-    grounding: Literal["mark", "off"] = Field(
-        "mark",
+    grounding: Literal["retry", "mark", "off"] = Field(
+        "retry",
         description="After each answer, check that its numbers, dates and amounts appear in "
-        "the sources it cites, and mark the claims that do not (mark), or do not (off).",
+        "the sources it cites and that a 'yes' is not contradicted by the best-matching "
+        "passage: answer once more with what failed (retry), only mark unsupported claims "
+        "(mark), or check nothing (off).",
     )
     metrics_port: int | None = Field(
         None,

@@ -62,7 +62,12 @@ class UserDirectory:
     def _principal(name: str, record: UserRecord) -> Principal:
         if not NAME_RE.match(name):
             raise AccessDenied(f"invalid user name {name!r}")
-        return Principal(tenant=record.tenant, user_id=name, groups=frozenset(record.groups))
+        return Principal(
+            tenant=record.tenant,
+            user_id=name,
+            groups=frozenset(record.groups),
+            display_name=record.display_name,
+        )
 
     def names(self) -> list[str]:
         return sorted(self._users)

@@ -44,6 +44,8 @@ class Principal:
     tenant: str
     user_id: str | None = None
     groups: frozenset[str] = field(default_factory=frozenset)
+    # the person's name, for the chat to read "my"/"I" as them; never used for access
+    display_name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         _valid_name("tenant", self.tenant)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from langchain_core.documents import Document
 
@@ -55,8 +56,10 @@ def format_document(source: SourceRecord) -> str:
     that passages of different documents are not confused), then the text it may read."""
     where = html.escape(source.source, quote=True)
     title = neutralise(" ".join(source.title.split())) or "(untitled)"
-    text = source.text if source.excerpt is None else source.excerpt
-    body = neutralise(text.strip())
+    text = (source.text if source.excerpt is None else source.excerpt).strip()
+    if source.title and text.startswith(source.title + " — "):
+        text = text[len(source.title) + 3 :]  # a table row's chunk repeats the title
+    body = neutralise(text)
     return f'<document id="{source.n}" source="{where}">\nTitle: {title}\n{body}\n</document>'
 
 
@@ -84,6 +87,12 @@ def fit_sources(
         kept.append(record)
         used += cost
     return kept
+
+
+def renumber(sources: Sequence[SourceRecord]) -> list[SourceRecord]:
+    """The passages the model reads (those whose excerpt is not empty), numbered 1..n."""
+    kept = [s for s in sources if s.excerpt != ""]
+    return [s if s.n == n else replace(s, n=n) for n, s in enumerate(kept, start=1)]
 
 
 def citations(answer: str, valid: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""What a chat turn emits, in order: `Rewrite`, `Sources`, `Token`... then `Done` or `Error`.
+"""What a chat turn emits, in order: `Rewrite`, `Sources`, `Token`... (`Revise`, `Token`...)
+then `Done` or `Error`.
 
 Plain frozen dataclasses, so a UI (or a test) can pattern-match on them:
 
@@ -7,6 +8,7 @@ Plain frozen dataclasses, so a UI (or a test) can pattern-match on them:
             case Rewrite(question=q, rewritten=True): show_rewrite(q)
             case Sources(sources=s): show_sources(s)
             case Token(text=t): append(t)
+            case Revise(): clear()  # the answer is being answered again after a check
             case Done() as done: finish(done.answer, done.cited, done.refused)
             case Error(message=m): show_error(m)
 """
@@ -84,6 +86,16 @@ class Token:
 
 
 @dataclass(frozen=True)
+class Revise:
+    """The answer streamed so far failed the check against the sources
+    (`rag_app.chain.review`) and is being answered again: a UI clears what it showed and
+    streams the new answer's tokens."""
+
+    first_answer: str
+    reason: str  # the instruction the model was given for the new answer
+
+
+@dataclass(frozen=True)
 class Done:
     answer: str
     question: str  # the standalone question that was answered
@@ -95,6 +107,7 @@ class Done:
     # claims of the answer that its cited sources do not contain (shown as unsupported)
     unsupported: list[UnsupportedClaim] = field(default_factory=list)
     prompt_tokens: int | None = None  # of the answer call, as the model counted them
+    revised_from: str | None = None  # the first answer, when the turn was answered again
 
     @property
     def cited_sources(self) -> list[SourceRecord]:
@@ -111,7 +124,7 @@ class Error:
     stage: str  # "input" | "rewrite" | "retrieval" | "answer"
 
 
-ChatEvent = Rewrite | Sources | Token | Done | Error
+ChatEvent = Rewrite | Sources | Token | Revise | Done | Error
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,7 @@ class ChatResult:
     tokens: int
     unsupported: list[UnsupportedClaim] = field(default_factory=list)
     prompt_tokens: int | None = None
+    revised_from: str | None = None
 
     @property
     def cited_sources(self) -> list[SourceRecord]:

@@ -723,6 +723,18 @@ def _question_keys(question: str) -> dict[str, set[Any]]:
     return keys
 
 
+def date_keys(text: str) -> frozenset[Any]:
+    """The dates in `text` as comparable keys, whatever their format ("17 November 2025",
+    "17 Nov 2025" and "2025-11-17" give the same key); used to match a question's date
+    to a table row."""
+    try:
+        values, _ = _extract(text[:MAX_ANSWER_CHARS], source=False)
+    except Exception:  # never let a parsing slip break a chat turn
+        log.warning("date extraction failed", exc_info=True)
+        return frozenset()
+    return frozenset(k for v in values if v.kind == DATE for k in v.keys)
+
+
 def check_grounding(
     answer: str,
     sources: Sequence[SourceRecord],

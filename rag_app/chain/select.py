@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from rag_app.chain.events import SourceRecord
+from rag_app.chain.grounding import date_keys
 
 TokenCounter = Callable[[str], int]
 EmbedTexts = Callable[[list[str]], list[list[float]]]
@@ -53,15 +54,17 @@ SCORE_MARGIN = 0.25
 EXPAND_TOP = 3  # the best chosen units that bring the sentence after them
 
 _LINE_UNIT = re.compile(r"^\s*(\||[-*+]\s|\d{1,3}[.)]\s|#{1,6}\s)")
+_RULE = re.compile(r"^\s*-{3,}(?:[ \t]+-{3,})+\s*$")  # a plain-text table's rule line
+_LIST_ITEM = re.compile(r"^(?:#{1,6}[^\n]*\n)*\s*(?:[-*+]\s|\d{1,3}[.)]\s)")
 _DELIMITER_ROW = re.compile(r"\|?[\s:|-]+\|?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(\[]?[A-Z0-9])")
 _WORD = re.compile(r"[\w][\w'.,%-]*[\w%]|\w", re.UNICODE)
 _STOP = frozenset(
     re.split(
         r"\s+",
-        "a an and are as at be by can do does for from get gets how i in is it its me my of on "
-        "or our per that the their there this to was we what when where which who why will "
-        "with you your",
+        "a am an and are as at be been by can could did do does for from get gets got had has "
+        "have how i in is it its me my of on or our per should that the their there this to "
+        "was we were what when where which who why will with would you your",
     )
 )
 
@@ -86,9 +89,11 @@ def split_units(text: str) -> list[str]:
 def split_pieces(text: str) -> list[Piece]:
     pieces: list[Piece] = []
     heading: str | None = None
+    intro: int | None = None  # the unit that introduces the list items after it
 
     def add(piece: Piece) -> None:
-        nonlocal heading
+        nonlocal heading, intro
+        item = piece.line and piece.needs is None and _LIST_ITEM.match(piece.text) is not None
         if heading is not None:
             # "## Not reimbursed" + "Fines and penalties, ..." reads as "Not reimbursed: Fines
             # and penalties, ..." (a small model misses what a Markdown heading scopes)
@@ -97,22 +102,56 @@ def split_pieces(text: str) -> list[Piece]:
             else:
                 piece = Piece(f"{heading.lstrip('#').strip()}: {piece.text}", False)
             heading = None
+            intro = None
+        elif item and intro is not None:
+            # "- forklift impacts" is only a "no" after "The warranty does not cover:"
+            piece = Piece(piece.text, True, intro)
         if pieces and not pieces[-1].line and len(pieces[-1].text) < MIN_UNIT_CHARS:
             last = pieces.pop()
             piece = Piece(f"{last.text} {piece.text}", piece.line, piece.needs)
         pieces.append(piece)
+        if not piece.line:
+            intro = len(pieces) - 1 if piece.text.rstrip().endswith(":") else None
+        elif item and intro is None:
+            intro = len(pieces) - 1  # the first item, which carries the heading above it
+        elif not item:
+            intro = None
 
     for block in re.split(r"\n\s*\n", text):
         prose: list[str] = []
         header: int | None = None  # the current table's header row
-        for line in block.splitlines():
+        lines = block.splitlines()
+        in_item = False  # the last line was (part of) a list item
+        # a plain-text table (a header line over a rule of dash runs): one unit per line
+        ruled = next((k for k, line in enumerate(lines) if k and _RULE.match(line)), None)
+        for k, line in enumerate(lines):
             stripped = line.strip()
             if not stripped:
                 continue
+            if ruled is not None and k >= ruled - 1:
+                if prose:
+                    for sentence in _sentences(" ".join(prose)):
+                        add(Piece(sentence))
+                    prose = []
+                if k == ruled:
+                    continue  # the rule carries nothing
+                if k == ruled - 1:
+                    add(Piece(stripped, True))
+                    header = len(pieces) - 1
+                else:
+                    add(Piece(stripped, True, header))
+                continue
             if not _LINE_UNIT.match(line):
+                if in_item and not prose and line[:1].isspace():
+                    # an indented continuation line of a list item belongs to the item
+                    last = pieces[-1]
+                    pieces[-1] = Piece(f"{last.text} {stripped}", True, last.needs)
+                    continue
                 prose.append(stripped)
                 header = None
+                in_item = False
                 continue
+            in_item = _LIST_ITEM.match(stripped) is not None
             if prose:
                 for sentence in _sentences(" ".join(prose)):
                     add(Piece(sentence))
@@ -143,7 +182,7 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
-def _words(text: str) -> set[str]:
+def words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text)} - _STOP
 
 
@@ -203,18 +242,25 @@ def select_excerpts(
     if not sources:
         return []
     cache = cache or UnitCache()
-    asked = _words(question)
+    asked = words(question)
+    asked_dates = date_keys(question)
+    other_date: set[tuple[int, int]] = set()
     units: list[_Unit] = []
     per_passage: list[list[_Unit]] = []
     for i, source in enumerate(sources):
         pieces, vectors = cache.get(source.text, embed)
         row: list[_Unit] = []
         for j, (piece, vector) in enumerate(zip(pieces, vectors, strict=True)):
-            words = _words(piece.text)
-            shared = asked & words
+            unit_words = words(piece.text)
+            shared = asked & unit_words
             overlap = len(shared) / len(asked) if asked else 0.0
             # names with digits (L4, HR-200, Q3) embed poorly but pin the right table row
             idents = sum(1 for w in shared if any(c.isdigit() for c in w))
+            dates = date_keys(piece.text) if asked_dates else frozenset()
+            if dates & asked_dates:
+                idents += 1  # "17 Nov 2025" is the row for "17 November 2025"
+            elif dates:
+                other_date.add((i, j))  # another week's row, unless no unit has the date
             score = (
                 _cosine(question_vector, vector)
                 + OVERLAP_WEIGHT * overlap
@@ -227,6 +273,13 @@ def select_excerpts(
         per_passage.append(row)
     if not units:
         return [replace(s, excerpt=s.text) for s in sources]
+    if other_date and len(other_date) < sum(1 for u in units if date_keys(u.piece.text)):
+        # some unit has the date asked about: units with only other dates are other rows
+        units = [
+            replace(u, score=u.score - IDENT_WEIGHT) if (u.passage, u.position) in other_date else u
+            for u in units
+        ]
+        per_passage = [[u for u in units if u.passage == i] for i in range(len(sources))]
 
     chosen: set[tuple[int, int]] = set()
     used = 0
@@ -261,6 +314,7 @@ def select_excerpts(
         nxt = unit.position + 1
         if (
             nxt < len(row)
+            and (unit.passage, nxt) not in other_date
             and (unit.passage, nxt) not in chosen
             and used + cost(row[nxt]) <= budget_tokens
         ):

@@ -20,32 +20,45 @@ principal); the service runs them in order and turns what happens into events (s
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.retrievers import BaseRetriever
 
 from rag_app import monitoring
 from rag_app.access.permissions import Principal
-from rag_app.chain.context import citations, fit_sources, format_context, is_refusal
+from rag_app.chain.context import (
+    citations,
+    fit_sources,
+    format_context,
+    is_refusal,
+    renumber,
+)
 from rag_app.chain.events import (
     ChatEvent,
     ChatResult,
     Done,
     Error,
+    Revise,
     Rewrite,
     SourceRecord,
     Sources,
     Timings,
     Token,
+    UnsupportedClaim,
 )
 from rag_app.chain.grounding import check_grounding
 from rag_app.chain.history import ChatSession, TokenCounter, approximate_tokens
+from rag_app.chain.passages import FETCH_FACTOR, PASSAGE_FACTOR, arrange
 from rag_app.chain.prompts import PromptError, PromptSet
+from rag_app.chain.review import review
 from rag_app.chain.select import UnitCache, select_excerpts
 from rag_app.errors import FilterError, RagAppError
 from rag_app.retrieval.retriever import PermissionAwareRetriever
@@ -171,18 +184,22 @@ class ChatService:
 
     def select(self, question: str, sources: list[SourceRecord]) -> list[SourceRecord]:
         """What the model reads of each passage (`rag_app.chain.select`): their best
-        sentences within `context_tokens`, or the whole passages (context_select=chunks)."""
+        sentences within `context_tokens`, or the whole passages (context_select=chunks).
+        Passages with nothing worth reading are left out and the rest numbered 1..n again,
+        so the model's [n] and the Sources panel list only what the model read."""
         if self.settings.context_select != "sentences" or not sources:
             return sources
         embeddings = self.search.embeddings
-        return select_excerpts(
-            question,
-            embeddings.embed_query(question),
-            sources,
-            embed=embeddings.embed_documents,
-            count_tokens=self.count_tokens,
-            budget_tokens=self.settings.context_tokens,
-            cache=self._units,
+        return renumber(
+            select_excerpts(
+                question,
+                embeddings.embed_query(question),
+                sources,
+                embed=embeddings.embed_documents,
+                count_tokens=self.count_tokens,
+                budget_tokens=self.settings.context_tokens,
+                cache=self._units,
+            )
         )
 
     def condense(self, session: ChatSession, message: str) -> str:
@@ -218,7 +235,9 @@ class ChatService:
                 raise ChatError("the message is empty", "input")
             if filter is not None and not isinstance(filter, Mapping | str):
                 raise ChatError("the filter must be a JSON object or a JSON string", "input")
-            retriever = self.retriever(principal, filter, k)
+            k = k or self.settings.k
+            excerpts = self.settings.context_select == "sentences"
+            retriever = self.retriever(principal, filter, k * FETCH_FACTOR if excerpts else k)
             # A bad or widening filter fails here, before any model call.
             self.search.effective(principal, filter)
             no_answer = self.prompts.no_answer
@@ -238,11 +257,16 @@ class ChatService:
             # 2. retrieve as the principal
             stage = "retrieval"
             t = time.perf_counter()
+            # the model reads "I"/"my" as the asker; retrieval searches the question as it
+            # is (the name would rank every document that mentions the person first)
+            asked = personal(question, principal)
             docs: list[Document] = retriever.invoke(question)
+            if excerpts:  # more passages, as the sentences worth reading are picked from them
+                docs = arrange(docs, k * PASSAGE_FACTOR)
             sources = fit_sources(
                 docs, budget_tokens=self.context_budget(), count_tokens=self.count_tokens
             )
-            sources = self.select(question, sources)
+            sources = self.select(asked, sources)
             retrieval_s = time.perf_counter() - t
             yield Sources(sources=sources)
 
@@ -257,45 +281,46 @@ class ChatService:
                 monitoring.metrics().record_chat(done)
                 yield done
                 return
-            chain = answer_prompt | self.llm
-            parts: list[str] = []
-            first_token_s: float | None = None
-            tokens = 0
-            usage_tokens: int | None = None
-            prompt_tokens: int | None = None
-            for chunk in chain.stream(
+            messages = answer_prompt.invoke(
                 {
                     "context": format_context(sources),
-                    "question": question,
+                    "question": asked,
                     **self.prompts.partial_values(),
                 }
-            ):
-                usage = getattr(chunk, "usage_metadata", None)
-                if usage and usage.get("output_tokens"):
-                    usage_tokens = int(usage["output_tokens"])
-                if usage and usage.get("input_tokens"):
-                    prompt_tokens = int(usage["input_tokens"])
-                text = _chunk_text(chunk)
-                if not text:
-                    continue
-                if first_token_s is None:
-                    first_token_s = time.perf_counter() - started
-                tokens += 1
-                parts.append(text)
-                yield Token(text)
-            answer = "".join(parts).strip()
-            if not answer:
-                answer = no_answer
+            ).to_messages()
+            gen = _Generation(started)
+            yield from self._generate(messages, gen)
+            answer = gen.answer() or no_answer
+            if not gen.parts:
                 yield Token(no_answer)
             cited = citations(answer, len(sources))
             refused = is_refusal(answer, no_answer, cited)
-            unsupported = (
-                check_grounding(answer, sources, question=question)
-                if self.settings.grounding == "mark" and not refused
-                else []
-            )
+            unsupported: list[UnsupportedClaim] = []
+            revised_from: str | None = None
+            if self.settings.grounding != "off":
+                found = review(answer, sources, asked, refused=refused, no_answer=no_answer)
+                unsupported = found.unsupported
+                if self.settings.grounding == "retry" and found.instruction:
+                    # answer once more, with what failed; the server's prompt cache holds
+                    # everything up to the first answer, so only the instruction is read
+                    yield Revise(first_answer=answer, reason=found.instruction)
+                    again = _Generation(started)
+                    yield from self._generate(
+                        [*messages, AIMessage(answer), HumanMessage(found.instruction)], again
+                    )
+                    if again.parts:
+                        revised_from, answer = answer, again.answer() or no_answer
+                        gen.tokens += again.tokens
+                        gen.usage_tokens = (gen.usage_tokens or 0) + (again.usage_tokens or 0)
+                    else:
+                        yield Token(answer)  # nothing new: the first answer stands
+                    cited = citations(answer, len(sources))
+                    refused = is_refusal(answer, no_answer, cited)
+                    unsupported = (
+                        [] if refused else check_grounding(answer, sources, question=question)
+                    )
             total = time.perf_counter() - started
-            timings = Timings(rewrite_s, retrieval_s, first_token_s, total)
+            timings = Timings(rewrite_s, retrieval_s, gen.first_token_s, total)
             session.add_turn(message, answer, standalone=question if rewritten else None)
             done = Done(
                 answer,
@@ -304,9 +329,10 @@ class ChatService:
                 refused,
                 sources,
                 timings,
-                usage_tokens or tokens,
+                gen.usage_tokens or gen.tokens,
                 unsupported=unsupported,
-                prompt_tokens=prompt_tokens,
+                prompt_tokens=gen.prompt_tokens,
+                revised_from=revised_from,
             )
             monitoring.metrics().record_chat(done)
             yield done
@@ -320,6 +346,23 @@ class ChatService:
             log.warning("chat turn failed at %s", stage, exc_info=True)
             monitoring.metrics().record_chat_error(stage, exc)
             yield Error(describe_error(stage, exc, llm_label=self.llm_label), stage)
+
+    def _generate(self, messages: list[BaseMessage], gen: _Generation) -> Iterator[Token]:
+        """Stream the model's answer to `messages` as `Token`s, recording them in `gen`."""
+        for chunk in self.llm.stream(messages):
+            usage = getattr(chunk, "usage_metadata", None)
+            if usage and usage.get("output_tokens"):
+                gen.usage_tokens = int(usage["output_tokens"])
+            if usage and usage.get("input_tokens"):
+                gen.prompt_tokens = gen.prompt_tokens or int(usage["input_tokens"])
+            text = _chunk_text(chunk)
+            if not text:
+                continue
+            if gen.first_token_s is None:
+                gen.first_token_s = time.perf_counter() - gen.started
+            gen.tokens += 1
+            gen.parts.append(text)
+            yield Token(text)
 
     def ask(
         self,
@@ -351,8 +394,37 @@ class ChatService:
                     tokens=event.tokens,
                     unsupported=event.unsupported,
                     prompt_tokens=event.prompt_tokens,
+                    revised_from=event.revised_from,
                 )
         raise ChatError("the chat turn ended without an answer", "answer")  # pragma: no cover
+
+
+@dataclass
+class _Generation:
+    """One streamed answer: its text parts, token counts and time to its first token."""
+
+    started: float
+    parts: list[str] = field(default_factory=list)
+    tokens: int = 0
+    first_token_s: float | None = None
+    usage_tokens: int | None = None
+    prompt_tokens: int | None = None
+
+    def answer(self) -> str:
+        return "".join(self.parts).strip()
+
+
+_FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\b(?:i|I)'(?:m|ve|d|ll)\b", re.IGNORECASE)
+
+
+def personal(question: str, principal: Principal) -> str:
+    """The question with the asker's name when it speaks of them ("What merit increase did
+    I get?" -> "... (I am Alice Moreau.)"), so that the model knows whose documents answer
+    it; other questions are returned as they are."""
+    name = " ".join((principal.display_name or "").split())[:80]
+    if not name or not _FIRST_PERSON.search(question):
+        return question
+    return f"{question} (I am {name}.)"
 
 
 def _chunk_text(chunk: Any) -> str:

@@ -342,6 +342,7 @@ class AnswerTurn:
     rewrite_s: float = 0.0
     retrieval_s: float = 0.0
     tokens_per_s: float | None = None  # tokens after the first / time after the first
+    revised_from: str | None = None  # the first answer, when the check made a re-answer
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -367,6 +368,7 @@ class AnswerTurn:
             "tokens": self.tokens,
             "tokens_per_s": _round(self.tokens_per_s, 2),
             "unsupported": self.unsupported,
+            "revised_from": self.revised_from,
             "error": self.error,
         }
 
@@ -382,12 +384,14 @@ def run_answer_case(
     *,
     k: int | None = None,
     before_question: Callable[[], Any] | None = None,
+    before_revise: Callable[[], Any] | None = None,
 ) -> AnswerTurn:
     """Ask the case's history (if any) and then its question in one new session, as
     `principal`, and grade the last answer. A failed turn (history included) is an error.
-    `before_question` runs after the history, right before the graded question (a benchmark
-    reads the model server's counters there)."""
-    from rag_app.chain import Done, Error, Rewrite, Token
+    `before_question` runs after the history, right before the graded question, and
+    `before_revise` when the answer is answered again after the check against the sources
+    (a benchmark reads the model server's counters there)."""
+    from rag_app.chain import Done, Error, Revise, Rewrite, Token
 
     started = time.perf_counter()
     session = service.new_session()
@@ -395,6 +399,8 @@ def run_answer_case(
     error: str | None = None
     rewrite: str | None = None
     last_token_at: float | None = None
+    streamed = 0  # tokens of the first answer
+    revised = False
     try:
         for n, message in enumerate(case.history, 1):
             for event in service.stream(session, principal, message, k=k):
@@ -409,8 +415,13 @@ def run_answer_case(
             for event in service.stream(session, principal, case.question, k=k):
                 if isinstance(event, Rewrite) and event.rewritten:
                     rewrite = event.question
-                elif isinstance(event, Token):
+                elif isinstance(event, Token) and not revised:
                     last_token_at = time.perf_counter() - turn_started
+                    streamed += 1
+                elif isinstance(event, Revise):
+                    revised = True
+                    if before_revise is not None:
+                        before_revise()
                 elif isinstance(event, Error):
                     error = f"{event.stage}: {event.message}"
                 elif isinstance(event, Done):
@@ -439,9 +450,10 @@ def run_answer_case(
     timings = done.timings
     rate = None
     first = timings.first_token_s
-    if first is not None and last_token_at is not None and done.tokens > 1:
+    # the first answer's generation rate (a revised turn also re-reads a prompt)
+    if first is not None and last_token_at is not None and streamed > 1:
         generating = last_token_at - first
-        rate = (done.tokens - 1) / generating if generating > 0 else None
+        rate = (streamed - 1) / generating if generating > 0 else None
     prompt_tokens = getattr(done, "prompt_tokens", None)
     return AnswerTurn(
         case=case,
@@ -459,6 +471,7 @@ def run_answer_case(
         rewrite_s=timings.rewrite_s,
         retrieval_s=timings.retrieval_s,
         tokens_per_s=rate,
+        revised_from=getattr(done, "revised_from", None),
     )
 
 

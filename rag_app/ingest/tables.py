@@ -9,6 +9,10 @@ is *also* indexed as a sentence of its own (see `rag_app.ingest.pipeline`)::
 
 The sentence is ``<first header> <first cell>: <header> <cell>, <header> <cell>, ...``:
 
+* the first header is left out unless the first cell is a number, a date or a short code
+  ("Level L4", "Rating 2", but "London: maximum per night 180 GBP", not "Location London");
+* yes/no cells read ``<header>: <value>``, the parts are then joined with "; " and the row's
+  name is followed by ", " ("Home office allowance, employees: yes; contractors: no");
 * header names are lower-cased when they are ordinary capitalised words ("Bonus target" ->
   "bonus target"; "Q3 2025", "FY2024", "EBITDA" stay as written); the first one is kept;
 * a unit in a header ("Minimum (EUR)", "Payload [kg]", "Change (%)") follows each value that
@@ -40,7 +44,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -201,6 +205,17 @@ def _with_unit(value: str, column: _Column) -> tuple[str, str]:
     return column.label, value
 
 
+# a yes/no cell, also with a remark after it ("No; the sponsor may approve a course")
+_BOOLEAN = re.compile(
+    r"^\s*(?:yes|no|true|false|[✓✔✗✘]|(?:not )?included)(?:$|[\s,;:.(])", re.IGNORECASE
+)
+_CODE = re.compile(r"^(?:\S|[A-Z]{2,3})$")  # "x", "A", "HR"; with digits: "L4", "P1", "Q3"
+
+
+def _is_boolean(value: str) -> bool:
+    return bool(_BOOLEAN.match(value))
+
+
 def _parts(row: Sequence[str], columns: Sequence[_Column]) -> list[str]:
     parts: list[str] = []
     for j in range(1, len(row)):
@@ -211,24 +226,42 @@ def _parts(row: Sequence[str], columns: Sequence[_Column]) -> list[str]:
             label, value = _with_unit(value, columns[j])
         else:
             label = ""  # an extra cell beyond the header: kept, without a name
-        parts.append(f"{label} {value}" if label else value)
+        if label and _is_boolean(value):
+            # "contractors: no" (a small model read "contractors no" as a yes)
+            parts.append(f"{label}: {value}")
+        else:
+            parts.append(f"{label} {value}" if label else value)
     return parts
+
+
+def _lead(first_label: str, first: str) -> str:
+    """The row's name: its first cell, after the first column's header when the cell is a
+    number or a short code ("Level L4", "Rating 2", "Week starting 17 November 2025") but
+    not before a name that reads on its own ("Home office allowance", not "Item Home office
+    allowance")."""
+    if not first:
+        return ""
+    if first_label and (_CODE.match(first) or any(c.isdigit() for c in first)):
+        return f"{first_label} {first}"
+    return first
 
 
 def row_sentences(table: Table) -> list[str]:
     """One sentence per row of `table` (rows with nothing beyond their first cell give none).
-    The parts are joined with "; " in every row when a part of any row holds ", "."""
+    The parts are joined with "; " in every row when a part of any row holds ", " or is a
+    yes/no cell ("contractors: no"), and the row's name is then followed by ", "."""
     columns = _columns(table)
     first_label = columns[0].label if columns else ""
     rows = [(row[0] if row else "", _parts(row, columns)) for row in table.rows]
-    sep = "; " if any(", " in p for _, parts in rows for p in parts) else ", "
+    booleans = any(_is_boolean(v) for row in table.rows for v in row[1:])
+    sep = "; " if booleans or any(", " in p for _, parts in rows for p in parts) else ", "
     out = []
     for first, parts in rows:
         if not parts:
             continue
         body = sep.join(parts)
-        lead = " ".join(p for p in (first_label, first) if p) if first else ""
-        out.append(f"{lead}: {body}" if lead else body)
+        lead = _lead(first_label, first)
+        out.append(f"{lead}{', ' if booleans else ': '}{body}" if lead else body)
     return out
 
 
@@ -253,6 +286,7 @@ _ATX = re.compile(r"^\s{0,3}#{1,6}(?:\s+(.*?))?\s*$")
 _SETEXT = re.compile(r"^\s{0,3}(?:=+|-{2,})\s*$")
 _DELIM_CELL = re.compile(r"^\s*:?-+:?\s*$")
 _CAPTION = re.compile(r"^\s{0,3}Table(?:\s+\d+)?\s*[:.]\s*(\S.*)$")
+_RULE = re.compile(r"^\s*-{3,}(?:[ \t]+-{3,})+\s*$")  # a plain-text table's rule
 _LIST_OR_QUOTE = re.compile(r"^\s*(?:[-*+>]|\d+[.)])\s")
 
 
@@ -335,6 +369,13 @@ def markdown_tables(text: str) -> list[Table]:
             heading = clean_cell(prev)
             i += 1
             continue
+        if i + 1 < len(lines) and _RULE.match(lines[i + 1]) and not _has_pipe(line):
+            table, end = _fixed_width(lines, i)
+            if table is not None:
+                context = _caption(lines, i, end) or heading or _line_above(lines, i)
+                tables.append(replace(table, context=context))
+                i = end
+                continue
         if _has_pipe(line) and i + 1 < len(lines):
             headers = split_row(line)
             if len(headers) >= MIN_COLUMNS and _is_delimiter(lines[i + 1], len(headers)):
@@ -361,6 +402,50 @@ def markdown_tables(text: str) -> list[Table]:
                 continue
         i += 1
     return tables
+
+
+def _fixed_width(lines: Sequence[str], i: int) -> tuple[Table | None, int]:
+    """A plain-text table at line `i`: a header line, a rule of dash runs under its columns
+    (``-----   -------``), then rows whose cells start at the runs' columns, up to a blank
+    line or a line that does not fit the columns. Returns the table (None when there is
+    no body row or a header cell is empty) and the index after it."""
+    starts = [m.start() for m in re.finditer(r"-{3,}", lines[i + 1])]
+
+    def fits(line: str) -> bool:
+        # no word may run across a column start
+        return all(len(line) <= s or line[s - 1].isspace() for s in starts[1:]) and (
+            not line[: starts[0]].strip()
+        )
+
+    def cells(line: str) -> tuple[str, ...]:
+        bounds = [*starts[1:], None]
+        first = line[: starts[1]] if len(starts) > 1 else line
+        rest = [line[s:e] for s, e in zip(starts[1:], bounds[1:], strict=True)]
+        return tuple(clean_cell(c) for c in [first, *rest])
+
+    header = lines[i]
+    if not fits(header):
+        return None, i + 1
+    headers = cells(header)
+    end = i + 2
+    rows: list[tuple[str, ...]] = []
+    while end < len(lines) and lines[end].strip() and fits(lines[end]):
+        row = cells(lines[end])
+        if any(row):
+            rows.append(row)
+        end += 1
+    if not rows or not all(headers):
+        return None, end
+    return Table(headers=headers, rows=tuple(rows)), end
+
+
+def _line_above(lines: Sequence[str], i: int) -> str:
+    """The nearest non-blank line above line `i`, when it is short enough to be a heading."""
+    for k in range(i - 1, max(-1, i - 4), -1):
+        text = lines[k].strip()
+        if text:
+            return clean_cell(text) if len(text) <= 100 and not _RULE.match(text) else ""
+    return ""
 
 
 def _caption(lines: Sequence[str], start: int, end: int) -> str:

@@ -59,6 +59,10 @@ LOGIN_MESSAGE = "Log in with a user from the users file (demo: alice / alice-dem
 UPLOAD_SWEEP = (600, 3600)
 
 
+REVISING = "_The first answer did not match its sources; answering again…_"
+REVISED_NOTE = "\n\n_Answered again: the first answer did not match the sources it cited._"
+
+
 class UIError(RagAppError):
     """Shown to the user in the page."""
 
@@ -238,7 +242,7 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
     ) -> Iterator[tuple[Any, ...]]:
         """One chat turn. The conversation is the server-side `ChatState` of the logged-in
         user (another user's state is refused); the history shown is rebuilt from it."""
-        from rag_app.chain.events import Done, Error, Rewrite, Sources, Token
+        from rag_app.chain.events import Done, Error, Revise, Rewrite, Sources, Token
 
         try:
             user = _username(request)
@@ -316,10 +320,17 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
                 answer += event.text
                 history[-1]["content"] = answer_markdown(answer)
                 yield history, "", owned, sources_md, details, None
+            elif isinstance(event, Revise):
+                # the answer failed the check against the sources: it is answered again
+                answer = ""
+                history[-1]["content"] = REVISING
+                yield history, "", owned, sources_md, details, None
             elif isinstance(event, Done):
                 valid = {s.n for s in event.sources}
                 titles = {s.n: s.title for s in event.sources}
-                history[-1]["content"] = answer_markdown(event.answer, event.unsupported)
+                history[-1]["content"] = answer_markdown(event.answer, event.unsupported) + (
+                    REVISED_NOTE if event.revised_from is not None else ""
+                )
                 sources_md = sources_markdown(event.sources, turn, event.cited)
                 details = render_details(
                     original=message,

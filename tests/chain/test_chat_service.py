@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 
 from rag_app.access.permissions import Principal
 from rag_app.app import App
@@ -20,12 +22,14 @@ from rag_app.chain import (
     Done,
     Error,
     PromptSet,
+    Revise,
     Rewrite,
     Sources,
     Token,
 )
 from rag_app.chain.context import citations, format_document, is_refusal, to_source
 from rag_app.chain.prompts import PromptError, project_prompts_dir
+from rag_app.chain.service import personal
 from rag_app.errors import StoreError
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
@@ -88,7 +92,9 @@ class SpyRetrievers:
 
 
 def service(app: App, llm: Any, *, prompts: PromptSet | None = None, **kw: Any) -> ChatService:
-    settings = app.settings.model_copy(update=kw.pop("settings", {}))
+    # scripted answers are not written to pass the check against the sources: these tests
+    # mark (grounding=mark); the re-answer is tested on its own (test_chat_review.py)
+    settings = app.settings.model_copy(update={"grounding": "mark", **kw.pop("settings", {})})
     return ChatService(
         app.search,
         llm,
@@ -623,3 +629,99 @@ def test_app_wires_the_chat_service(demo_app, tmp_path):
     assert only(events, Done)[0].cited == [1]
     assert app.chat is app.chat  # one service for every session
     app.close_chat()  # nothing was started: a no-op
+
+
+# -- the check against the sources, and a second answer ------------------------------------------
+class FixedRetriever(BaseRetriever):
+    docs: list[Document]
+
+    def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
+        return list(self.docs)
+
+
+FINES = Document(
+    "Not reimbursed: Fines and penalties, personal travel insurance and minibar items.",
+    metadata={"source": "expenses.md", "title": "Expense Policy", "chunk_id": "e1"},
+)
+
+
+def fixed(*docs: Document) -> Any:
+    return lambda principal, filter, k: FixedRetriever(docs=list(docs))
+
+
+def test_a_yes_the_passage_contradicts_is_answered_again(demo_app):
+    llm = ScriptedChatModel.script(
+        "Yes, fines are reimbursed [1].", "No, fines and penalties are not reimbursed [1]."
+    )
+    svc = service(demo_app, llm, settings={"grounding": "retry"}, retriever_factory=fixed(FINES))
+    events = run(svc, svc.new_session(), demo_app.principal("henry"), "Are fines reimbursed?")
+    revise = only(events, Revise)[0]
+    assert revise.first_answer == "Yes, fines are reimbursed [1]."
+    assert "Not reimbursed: Fines and penalties" in revise.reason
+    done = only(events, Done)[0]
+    assert done.answer == "No, fines and penalties are not reimbursed [1]."
+    assert done.revised_from == revise.first_answer and done.cited == [1]
+    # the second call is the first prompt, the first answer, then the instruction
+    assert len(llm.calls) == 2
+    first, second = llm.calls
+    assert second[: len(first)] == first
+    assert second[len(first)].content == revise.first_answer
+    assert second[-1].content == revise.reason
+    # a UI sees the first answer's tokens, the Revise, then the second answer's tokens
+    kinds = [type(e).__name__ for e in events if isinstance(e, Token | Revise | Done)]
+    cut = kinds.index("Revise")
+    assert set(kinds[:cut]) == {"Token"} and set(kinds[cut + 1 : -1]) == {"Token"}
+    after = "".join(e.text for e in events[events.index(revise) :] if isinstance(e, Token))
+    assert after.strip() == done.answer
+
+
+def test_a_value_still_unsupported_after_the_second_answer_is_marked(demo_app):
+    llm = ScriptedChatModel.script("Fines up to 999 EUR are paid [1].", "Up to 998 EUR [1].")
+    svc = service(demo_app, llm, settings={"grounding": "retry"}, retriever_factory=fixed(FINES))
+    done = only(run(svc, svc.new_session(), demo_app.principal("henry"), "Fines?"), Done)[0]
+    assert "999 EUR" in only([done], Done)[0].revised_from
+    assert [c.values for c in done.unsupported] == [["998 EUR"]]
+    assert len(llm.calls) == 2  # one second answer, never a loop
+
+
+def test_mark_and_off_never_answer_again(demo_app):
+    for mode, marked in (("mark", 1), ("off", 0)):
+        llm = ScriptedChatModel.script("Yes, up to 999 EUR [1].")
+        svc = service(demo_app, llm, settings={"grounding": mode}, retriever_factory=fixed(FINES))
+        events = run(svc, svc.new_session(), demo_app.principal("henry"), "Are fines paid?")
+        done = only(events, Done)[0]
+        assert not only(events, Revise) and done.revised_from is None
+        assert len(done.unsupported) == marked and len(llm.calls) == 1
+
+
+def test_a_passing_answer_or_a_refusal_is_not_answered_again(demo_app):
+    for answer in ("No, fines are not reimbursed [1].", NO_ANSWER):
+        llm = ScriptedChatModel.script(answer)
+        svc = service(
+            demo_app, llm, settings={"grounding": "retry"}, retriever_factory=fixed(FINES)
+        )
+        events = run(svc, svc.new_session(), demo_app.principal("henry"), "Are fines reimbursed?")
+        assert not only(events, Revise) and len(llm.calls) == 1
+
+
+# -- "I" and "my" are the logged-in user -------------------------------------------------------
+def test_first_person_questions_carry_the_askers_name(demo_app):
+    alice = demo_app.principal("alice")
+    assert alice.display_name == "Alice Moreau"
+    assert personal("What merit increase did I get?", alice) == (
+        "What merit increase did I get? (I am Alice Moreau.)"
+    )
+    assert personal("When is my review?", alice).endswith("(I am Alice Moreau.)")
+    assert personal("What is the L4 band?", alice) == "What is the L4 band?"
+    assert (
+        personal("What did I get?", Principal(tenant="halcyon", user_id="x")) == "What did I get?"
+    )
+    # the name is not part of who the principal is for access
+    assert alice == Principal(tenant="halcyon", user_id="alice", groups=alice.groups)
+
+    llm = ScriptedChatModel.script("See [1].")
+    spy = SpyRetrievers(demo_app.search)
+    svc = service(demo_app, llm, retriever_factory=spy)
+    run(svc, svc.new_session(), alice, "What merit increase did I get?")
+    assert spy.built[-1]["queries"] == ["What merit increase did I get?"]  # searched as is
+    assert "(I am Alice Moreau.)" in llm.prompt_text(0)

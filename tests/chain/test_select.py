@@ -9,7 +9,7 @@ import pytest
 
 from rag_app.app import build_embeddings
 from rag_app.chain.events import SourceRecord
-from rag_app.chain.select import UnitCache, select_excerpts, split_units
+from rag_app.chain.select import UnitCache, select_excerpts, split_pieces, split_units
 from rag_app.settings import Settings
 
 
@@ -134,3 +134,33 @@ def test_units_are_embedded_once_per_passage_text() -> None:
         "x", bow("x"), [changed], embed=counting, count_tokens=words, budget_tokens=10, cache=cache
     )
     assert len(calls) == 2  # a changed passage is a new entry
+
+
+def test_a_list_item_brings_the_line_that_introduces_it():
+    text = (
+        "The warranty does not cover:\n\n"
+        "- damage caused by collisions the robot could not detect,\n"
+        "  including forklift impacts;\n"
+        "- cosmetic damage."
+    )
+    pieces = split_pieces(text)
+    assert [p.text for p in pieces] == [
+        "The warranty does not cover:",
+        "- damage caused by collisions the robot could not detect, including forklift impacts;",
+        "- cosmetic damage.",
+    ]
+    assert [p.needs for p in pieces] == [None, 0, 0]
+
+
+def test_a_plain_text_table_is_cut_into_rows_that_bring_their_header():
+    text = (
+        "Week starting   Primary\n-------------   -------\n"
+        "13 Oct 2025     Sanne\n17 Nov 2025     Julia\n"
+    )
+    pieces = split_pieces(text)
+    assert [p.text for p in pieces] == [
+        "Week starting   Primary",
+        "13 Oct 2025     Sanne",
+        "17 Nov 2025     Julia",
+    ]
+    assert [p.needs for p in pieces] == [None, 0, 0]

@@ -477,7 +477,8 @@ def test_follow_up_history_runs_first_in_the_same_session(demo_app: App) -> None
 def test_a_leaky_model_fails_the_refusal_cases_and_the_gate(demo_app: App) -> None:
     cases = [c for c in load_answer_set(ANSWERS) if c.id in ("band-l4-henry", "dress-code-henry")]
     model = GenericFakeChatModel(
-        messages=iter([AIMessage("The L4 band is 98,000 to 124,000 EUR [1].")] * 2)
+        # twice per case: the check against the sources has it answer once more
+        messages=iter([AIMessage("The L4 band is 98,000 to 124,000 EUR [1].")] * 4)
     )
     report = run_answer_set(chat_service(demo_app, model), demo_app.principal, cases)
     band, dress = report.turns

@@ -111,9 +111,9 @@ def test_markdown_edge_cases() -> None:
     assert table.headers == ("Name", "Value", "Notes")
     assert table.context == ""
     assert table.sentences() == [
-        "Name pipe | inside: value 42, notes code and link",
-        "Name short: value 7",
-        "Name long: value 8, notes n, extra",
+        "pipe | inside: value 42, notes code and link",
+        "short: value 7",
+        "long: value 8, notes n, extra",
     ]
 
 
@@ -174,7 +174,7 @@ def test_html_thead_colspan_rowspan_and_caption() -> None:
     assert table.context == "Rates 2025"
     assert table.headers == ("Site", "Night (EUR) Min", "Night (EUR) Max")
     assert table.rows == (("Lyon", "90", "120"), ("Lyon", "closed", ""), ("Paris", "1,100", "150"))
-    assert table.sentences()[0] == "Site Lyon: night (EUR) Min 90, night (EUR) Max 120"
+    assert table.sentences()[0] == "Lyon: night (EUR) Min 90, night (EUR) Max 120"
 
 
 def test_html_header_choice() -> None:
@@ -206,7 +206,7 @@ def test_html_loader_keeps_a_markdown_table_and_lists_its_rows(tmp_path: Path) -
     assert "\n\nPublic\n\n" not in doc.text  # cells are not repeated as blocks
     assert "layout cell" in doc.text and "After." in doc.text
     assert [t.sentences() for t in doc.tables] == [
-        ["Level Public: who | may see Anyone"],
+        ["Public: who | may see Anyone"],
         ["Xx x1: yy y1"],
     ]
     assert doc.tables[0].context == "Levels"
@@ -221,7 +221,7 @@ def test_demo_html_table_rows() -> None:
     ).docs
     (table,) = doc.tables
     assert table.sentences()[2] == (
-        "Level Confidential: examples Customer site maps, source code, unpublished results; "
+        "Confidential: examples Customer site maps, source code, unpublished results; "
         "who may see it People whose role requires it"
     )
 
@@ -394,3 +394,42 @@ def test_a_huge_row_is_split_to_the_chunk_size(tmp_path: Path) -> None:
     assert len(rows) >= 3  # 150 words over chunks of at most 60 "tokens"
     for r in app.store.get(list(rows)):
         assert len(r.text.split()) <= 60
+
+
+def test_yes_no_cells_read_as_header_colon_value_and_plain_names_lose_a_generic_header():
+    text = (
+        "## Facilities and perks\n\n| Item | Contractors |\n|---|---|\n"
+        "| Home office allowance | no |\n| Staff canteen | yes, at the staff price |\n"
+    )
+    assert markdown_tables(text)[0].sentences() == [
+        "Home office allowance, contractors: no",
+        "Staff canteen, contractors: yes, at the staff price",
+    ]
+    hotels = "| Location | Maximum per night |\n|---|---|\n| London | 180 GBP |\n| L4 | 1 |\n"
+    # a name reads on its own; a short code keeps the header before it
+    assert markdown_tables(hotels)[0].sentences() == [
+        "London: maximum per night 180 GBP",
+        "Location L4: maximum per night 1",
+    ]
+
+
+def test_plain_text_tables_with_a_dash_rule_are_read_by_column():
+    text = (
+        "1. ROTA\n\n"
+        "Week starting   Primary             Secondary\n"
+        "-------------   -----------------   -----------------\n"
+        "13 Oct 2025     Sanne de Graaf      Mehdi Benali\n"
+        "17 Nov 2025     Sanne de Graaf      Julia Nowak\n"
+        "\n"
+        "Swaps are allowed.\n"
+    )
+    (table,) = markdown_tables(text)
+    assert table.context == "1. ROTA"
+    assert table.sentences() == [
+        "Week starting 13 Oct 2025: primary Sanne de Graaf, secondary Mehdi Benali",
+        "Week starting 17 Nov 2025: primary Sanne de Graaf, secondary Julia Nowak",
+    ]
+    # a line whose words cross the columns ends the table; one dash run is not a rule
+    crossing = "A     B\n---   ---\nxx yyyy z\n"
+    assert markdown_tables(crossing) == []
+    assert markdown_tables("Title\n-----\ntext\n") == []

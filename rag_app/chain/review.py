@@ -1,0 +1,165 @@
+"""Reading an answer back against what the model read, before the turn ends.
+
+Two checks, each giving one instruction for answering the turn again (or "" when the answer
+passes):
+
+* **values** - every number, date and amount must be in a source the sentence cites
+  (`rag_app.chain.grounding`);
+* **polarity** - a yes/no question answered "yes" while the passage that matches the
+  question best says "no" ("Do contractors receive the home office allowance?" - "Yes"
+  over "Home office allowance, contractors: no"). A 1.5B model answers yes to most yes/no
+  questions whatever the text says; the worked example in the prompt does not cure it.
+
+The polarity check is deliberately narrow: it fires only when the question opens like a
+yes/no question, the answer affirms (opens with "yes", or holds no negation at all), and the
+best-matching unit of what the model read shares at least `MIN_OVERLAP` of the question's
+content words *and* holds a negation ("not", "no", "n't", "never", "excluded", ...). A
+unit's negation may come from the line that introduces it ("The warranty does not cover:"
+above "- forklift impacts"). The instruction quotes that unit and asks again; it does not
+say what the answer must be, so a right "yes" can stand.
+
+    instruction = review(answer, sources, question)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rag_app.chain.events import SourceRecord, UnsupportedClaim
+from rag_app.chain.grounding import check_grounding, correction_instruction
+from rag_app.chain.select import split_pieces, words
+
+MIN_OVERLAP = 0.6
+MIN_REFUSAL_OVERLAP = 0.75
+MAX_QUOTE_CHARS = 300
+
+_YES_NO_QUESTION = re.compile(
+    r"^\W*(?:and\s+)?(?:do|does|did|is|are|was|were|can|could|will|would|should|may|must|"
+    r"has|have|had|am)\b",
+    re.IGNORECASE,
+)
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|neither|nor|cannot|excluded|exclude[sd]?|ineligible|"
+    r"prohibited|forbidden|without)\b|n't\b",
+    re.IGNORECASE,
+)
+_YES = re.compile(r"^\W*yes\b", re.IGNORECASE)
+_CITE = re.compile(r"\s*\[[^\]]{1,20}\]")
+
+
+@dataclass(frozen=True)
+class Review:
+    """What the checks found: the value claims not in their cited sources, the unit that
+    contradicts a "yes" (and its passage number), and the instruction for a re-answer."""
+
+    unsupported: list[UnsupportedClaim]
+    contradiction: tuple[int, str] | None
+    instruction: str
+
+
+def _evidence(sources: Sequence[SourceRecord]) -> list[tuple[int, str, set[str]]]:
+    """(passage number, unit text with the line that introduces it, the unit's words with
+    its document title's) for every unit of what the model read."""
+    out: list[tuple[int, str, set[str]]] = []
+    for source in sources:
+        text = source.text if source.excerpt is None else source.excerpt
+        pieces = split_pieces(text.replace(" … ", "\n\n"))
+        title = words(source.title)
+        for piece in pieces:
+            unit = piece.text
+            if piece.needs is not None and 0 <= piece.needs < len(pieces):
+                unit = f"{pieces[piece.needs].text}\n{unit}"
+            out.append((source.n, unit, words(unit) | title))
+    return out
+
+
+def best_unit(sources: Sequence[SourceRecord], question: str) -> tuple[float, int, str] | None:
+    """(share of the question's content words it holds, passage number, unit) for the unit
+    of what the model read that shares most words with the question (its document's title
+    counts: "my review" is the review with my name on it)."""
+    asked = words(question)
+    if not asked:
+        return None
+    best: tuple[float, int, str] | None = None
+    for n, unit, unit_words in _evidence(sources):
+        overlap = len(asked & unit_words) / len(asked)
+        if best is None or overlap > best[0]:
+            best = (overlap, n, unit)
+    return best
+
+
+def contradicted_yes(
+    answer: str, sources: Sequence[SourceRecord], question: str
+) -> tuple[int, str] | None:
+    """(passage number, unit) when a "yes" answer to a yes/no question meets a negative
+    unit that matches the question best (see the module doc); else None."""
+    if not _YES_NO_QUESTION.match(question or ""):
+        return None
+    said = _CITE.sub("", answer or "")
+    if not (_YES.match(said) or not _NEGATION.search(said)):
+        return None
+    best = best_unit(sources, question)
+    if best is None or best[0] < MIN_OVERLAP or not _NEGATION.search(best[2]):
+        return None
+    return best[1], best[2]
+
+
+def answering_unit(sources: Sequence[SourceRecord], question: str) -> tuple[int, str] | None:
+    """(passage number, unit) when a unit of what the model read holds `MIN_REFUSAL_OVERLAP`
+    of the question's content words (with its title's): a refusal over it deserves a second
+    look."""
+    best = best_unit(sources, question)
+    if best is None or best[0] < MIN_REFUSAL_OVERLAP:
+        return None
+    return best[1], best[2]
+
+
+def _quote(unit: str) -> str:
+    quote = " ".join(unit.replace("**", "").split())
+    if len(quote) > MAX_QUOTE_CHARS:
+        quote = quote[: MAX_QUOTE_CHARS - 1] + "…"
+    return quote
+
+
+def polarity_instruction(n: int, unit: str) -> str:
+    return (
+        f'Read document [{n}] again. It says: "{_quote(unit)}". Does that answer the question '
+        "with yes or with no? Answer the question again, starting with Yes or No, using only "
+        "what the documents say, and cite the document."
+    )
+
+
+def refusal_instruction(n: int, unit: str, no_answer: str) -> str:
+    return (
+        f'Read document [{n}] again. It says: "{_quote(unit)}". If that answers the question, '
+        f"answer from it and cite [{n}]; if it does not, reply exactly: {no_answer}"
+    )
+
+
+def review(
+    answer: str,
+    sources: Sequence[SourceRecord],
+    question: str,
+    *,
+    refused: bool = False,
+    no_answer: str = "",
+) -> Review:
+    """The checks over `answer` (see the module doc); a refusal is only checked for a unit
+    that answers the question (when `no_answer` is given)."""
+    if refused:
+        found = answering_unit(sources, question) if no_answer else None
+        instruction = refusal_instruction(*found, no_answer) if found else ""
+        return Review([], None, instruction)
+    unsupported = check_grounding(answer, sources, question=question)
+    contradiction = contradicted_yes(answer, sources, question)
+    parts = []
+    if contradiction is not None:
+        parts.append(polarity_instruction(*contradiction))
+    if unsupported:
+        parts.append(correction_instruction(unsupported))
+    return Review(unsupported, contradiction, " ".join(p for p in parts if p))
+
+
+__all__ = ["Review", "answering_unit", "contradicted_yes", "polarity_instruction", "review"]

@@ -1,0 +1,135 @@
+"""Reading an answer back before the turn ends: a "yes" that the best-matching passage
+contradicts, and values that the cited sources do not hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_app.chain.events import SourceRecord
+from rag_app.chain.review import answering_unit, contradicted_yes, review
+
+
+def src(n: int, text: str, excerpt: str | None = None) -> SourceRecord:
+    return SourceRecord(
+        n=n,
+        id=str(n),
+        title="T",
+        source=f"s{n}.md",
+        snippet="",
+        score=None,
+        text=text,
+        excerpt=excerpt,
+    )
+
+
+PERKS = src(
+    1,
+    "## Facilities and perks\n- Home office allowance, contractors: no\n"
+    "- Flu vaccination, contractors: yes",
+)
+EXPENSES = src(
+    1, "Not reimbursed: Fines and penalties, personal travel insurance and minibar items."
+)
+WARRANTY = src(
+    1,
+    "## What is not covered\n\nThe warranty does not cover:\n\n"
+    "- damage caused by collisions with objects or vehicles that the robot could not detect,\n"
+    "  including forklift impacts;\n- cosmetic damage that does not affect function.",
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "source"),
+    [
+        ("Do contractors receive the home office allowance?", "Yes, they do [1].", PERKS),
+        (
+            "Are fines and penalties reimbursed as expenses?",
+            "Yes, fines are reimbursed [1].",
+            EXPENSES,
+        ),
+        # the "not" is in the line that introduces the list item
+        (
+            "Does the robot warranty cover damage from a forklift collision?",
+            "The warranty covers damage from a forklift collision [1].",
+            WARRANTY,
+        ),
+    ],
+)
+def test_a_yes_over_a_negative_passage_is_caught_and_quoted(question, answer, source):
+    found = contradicted_yes(answer, [source], question)
+    assert found is not None and found[0] == 1
+    instruction = review(answer, [source], question).instruction
+    assert "document [1]" in instruction and "Yes or No" in instruction
+    assert "not" in instruction.lower() or ": no" in instruction
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "source"),
+    [
+        # already a no
+        (
+            "Are fines and penalties reimbursed as expenses?",
+            "No, they are not reimbursed [1].",
+            EXPENSES,
+        ),
+        # a yes that the passage supports
+        (
+            "Do contractors get a flu vaccination?",
+            "Yes [1].",
+            src(1, "- Flu vaccination, contractors: yes"),
+        ),
+        # not a yes/no question
+        ("Which expenses are not reimbursed?", "Fines and penalties [1].", EXPENSES),
+        # the negative passage is about something else
+        ("Is the staff canteen open to contractors?", "Yes [1].", EXPENSES),
+    ],
+)
+def test_no_false_alarm(question, answer, source):
+    assert contradicted_yes(answer, [source], question) is None
+
+
+def test_only_what_the_model_read_counts():
+    hidden = src(1, EXPENSES.text, excerpt="Receipts are needed for every claim.")
+    assert contradicted_yes("Yes [1].", [hidden], "Are fines and penalties reimbursed?") is None
+
+
+def test_review_combines_both_checks():
+    found = review("Yes, up to 999 EUR [1].", [EXPENSES], "Are fines and penalties reimbursed?")
+    assert found.contradiction is not None
+    assert [c.values for c in found.unsupported] == [["999 EUR"]]
+    assert "999 EUR" in found.instruction and "Yes or No" in found.instruction
+    clean = review("No, fines are not reimbursed [1].", [EXPENSES], "Are fines reimbursed?")
+    assert clean.instruction == "" and clean.unsupported == [] and clean.contradiction is None
+
+
+REVIEW = SourceRecord(
+    n=2,
+    id="r",
+    title="Performance Review 2025 – Alice Moreau",
+    source="review.md",
+    snippet="",
+    score=None,
+    text="## Compensation outcome\n- **Merit increase:** 5.5 %, effective 1 January 2026.",
+)
+GUIDE = src(1, "Managers propose merit increases in the HR system by 28 November.")
+NO = "I don't know based on the documents you can access."
+
+
+def test_a_refusal_over_a_passage_that_holds_the_question_is_asked_once_more():
+    question = "What merit increase did I get this year? (I am Alice Moreau.)"
+    # the unit has "merit increase"; its title has the asker's name
+    assert answering_unit([GUIDE, REVIEW], question) == (2, REVIEW.text)  # with its heading
+    found = review(NO, [GUIDE, REVIEW], question, refused=True, no_answer=NO)
+    assert found.instruction.startswith("Read document [2] again.")
+    assert "Merit increase: 5.5 %" in found.instruction and found.instruction.endswith(NO)
+    assert found.unsupported == [] and found.contradiction is None
+
+
+def test_a_refusal_without_such_a_passage_stands():
+    # another person's question shares too few words with what this user may read
+    question = "What merit increase did Bob Okafor get this year?"
+    assert answering_unit([GUIDE], question) is None
+    assert review(NO, [GUIDE], question, refused=True, no_answer=NO).instruction == ""
+    # without the phrase to fall back on, a refusal is never asked again
+    mine = "What merit increase did I get this year? (I am Alice Moreau.)"
+    assert review(NO, [REVIEW], mine, refused=True).instruction == ""

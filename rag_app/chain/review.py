@@ -124,17 +124,23 @@ def _quote(unit: str) -> str:
 
 
 def polarity_instruction(n: int, unit: str) -> str:
+    found = _NEGATION.search(unit)
+    word = f' Note the word "{found.group()}" in it.' if found else ""
     return (
-        f'Read document [{n}] again. It says: "{_quote(unit)}". Does that answer the question '
-        "with yes or with no? Answer the question again, starting with Yes or No, using only "
-        "what the documents say, and cite the document."
+        f'Read document [{n}] again. It says: "{_quote(unit)}".{word} Does that answer the '
+        "question with yes or with no? Answer the question again, starting with Yes or No, "
+        "using only what the documents say, and cite the document."
     )
 
 
-def refusal_instruction(n: int, unit: str, no_answer: str) -> str:
+def refusal_instruction(n: int, unit: str) -> str:
+    # No way out to the phrase here: offered one, the 1.5B model took it every time, also
+    # over "Contractors are not eligible for paid parental leave" (a "no" it read as "I do
+    # not know"). The unit holds most of the question's words, which is what earns this.
     return (
-        f'Read document [{n}] again. It says: "{_quote(unit)}". If that answers the question, '
-        f"answer from it and cite [{n}]; if it does not, reply exactly: {no_answer}"
+        f'Document [{n}] is about your question. It says: "{_quote(unit)}". Answer the question '
+        f"from it in one or two sentences and cite [{n}]. If it says no or not, answer No and "
+        "say what it says."
     )
 
 
@@ -150,7 +156,7 @@ def review(
     that answers the question (when `no_answer` is given)."""
     if refused:
         found = answering_unit(sources, question) if no_answer else None
-        instruction = refusal_instruction(*found, no_answer) if found else ""
+        instruction = refusal_instruction(*found) if found else ""
         return Review([], None, instruction)
     unsupported = check_grounding(answer, sources, question=question)
     contradiction = contradicted_yes(answer, sources, question)

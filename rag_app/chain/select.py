@@ -52,6 +52,7 @@ MIN_UNIT_CHARS = 12  # shorter units (a lone "Notes:") are merged into the next 
 # the budget has room (the budget is a ceiling, not a target).
 SCORE_MARGIN = 0.25
 EXPAND_TOP = 3  # the best chosen units that bring the sentence after them
+INTRO_ITEMS = 2  # the best list items a chosen introducing line brings along
 
 _LINE_UNIT = re.compile(r"^\s*(\||[-*+]\s|\d{1,3}[.)]\s|#{1,6}\s)")
 _RULE = re.compile(r"^\s*-{3,}(?:[ \t]+-{3,})+\s*$")  # a plain-text table's rule line
@@ -94,6 +95,12 @@ def split_pieces(text: str) -> list[Piece]:
     def add(piece: Piece) -> None:
         nonlocal heading, intro
         item = piece.line and piece.needs is None and _LIST_ITEM.match(piece.text) is not None
+        if heading is not None and item:
+            # a heading over a list scopes every item ("## Not reimbursed", "- Fines ...",
+            # "- Alcohol"): it becomes a unit of its own that each item brings along
+            pieces.append(Piece(heading, True))
+            intro = len(pieces) - 1
+            heading = None
         if heading is not None:
             # "## Not reimbursed" + "Fines and penalties, ..." reads as "Not reimbursed: Fines
             # and penalties, ..." (a small model misses what a Markdown heading scopes)
@@ -112,8 +119,6 @@ def split_pieces(text: str) -> list[Piece]:
         pieces.append(piece)
         if not piece.line:
             intro = len(pieces) - 1 if piece.text.rstrip().endswith(":") else None
-        elif item and intro is None:
-            intro = len(pieces) - 1  # the first item, which carries the heading above it
         elif not item:
             intro = None
 
@@ -307,10 +312,19 @@ def select_excerpts(
             continue
         take(unit)
     # the unit after each of the best chosen ones (a sentence that continues it: "They may
-    # take 4 weeks unpaid" scores low on its own), budget allowing
+    # take 4 weeks unpaid" scores low on its own), budget allowing; a chosen line that
+    # introduces items ("Each type has a code:") brings its best items instead (the
+    # code is in "- H10 Hotel (room only)", which shares few words with the question)
     best = [u for u in ranked if (u.passage, u.position) in chosen][:EXPAND_TOP]
     for unit in best:
         row = per_passage[unit.passage]
+        items = [u for u in ranked if u.passage == unit.passage and u.piece.needs == unit.position]
+        if items:
+            if not any((u.passage, u.position) in chosen for u in items):
+                for item in items[:INTRO_ITEMS]:
+                    if used + cost(item) <= budget_tokens:
+                        take(item)
+            continue
         nxt = unit.position + 1
         if (
             nxt < len(row)

@@ -257,10 +257,10 @@ class ChatService:
             # 2. retrieve as the principal
             stage = "retrieval"
             t = time.perf_counter()
-            # the model reads "I"/"my" as the asker; retrieval searches the question as it
-            # is (the name would rank every document that mentions the person first)
+            # "I"/"my" is the asker: for retrieval (their own documents, e.g. a review that
+            # names them) and for the model
             asked = personal(question, principal)
-            docs: list[Document] = retriever.invoke(question)
+            docs: list[Document] = retriever.invoke(asked)
             if excerpts:  # more passages, as the sentences worth reading are picked from them
                 docs = arrange(docs, k * PASSAGE_FACTOR)
             sources = fit_sources(
@@ -419,8 +419,8 @@ _FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\b(?:i|I)'(?:m|ve|d|ll)
 
 def personal(question: str, principal: Principal) -> str:
     """The question with the asker's name when it speaks of them ("What merit increase did
-    I get?" -> "... (I am Alice Moreau.)"), so that the model knows whose documents answer
-    it; other questions are returned as they are."""
+    I get?" -> "... (I am Alice Moreau.)"), so that retrieval finds their own documents and
+    the model knows whose they are; other questions are returned as they are."""
     name = " ".join((principal.display_name or "").split())[:80]
     if not name or not _FIRST_PERSON.search(question):
         return question

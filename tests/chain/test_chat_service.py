@@ -723,5 +723,5 @@ def test_first_person_questions_carry_the_askers_name(demo_app):
     spy = SpyRetrievers(demo_app.search)
     svc = service(demo_app, llm, retriever_factory=spy)
     run(svc, svc.new_session(), alice, "What merit increase did I get?")
-    assert spy.built[-1]["queries"] == ["What merit increase did I get?"]  # searched as is
+    assert spy.built[-1]["queries"] == ["What merit increase did I get? (I am Alice Moreau.)"]
     assert "(I am Alice Moreau.)" in llm.prompt_text(0)

@@ -120,8 +120,8 @@ def test_a_refusal_over_a_passage_that_holds_the_question_is_asked_once_more():
     # the unit has "merit increase"; its title has the asker's name
     assert answering_unit([GUIDE, REVIEW], question) == (2, REVIEW.text)  # with its heading
     found = review(NO, [GUIDE, REVIEW], question, refused=True, no_answer=NO)
-    assert found.instruction.startswith("Read document [2] again.")
-    assert "Merit increase: 5.5 %" in found.instruction and found.instruction.endswith(NO)
+    assert found.instruction.startswith("Document [2] is about your question.")
+    assert "Merit increase: 5.5 %" in found.instruction and NO not in found.instruction
     assert found.unsupported == [] and found.contradiction is None
 
 

@@ -164,3 +164,23 @@ def test_a_plain_text_table_is_cut_into_rows_that_bring_their_header():
         "17 Nov 2025     Julia",
     ]
     assert [p.needs for p in pieces] == [None, 0, 0]
+
+
+def test_a_heading_over_a_list_scopes_every_item_and_not_the_first_item():
+    pieces = split_pieces("## Not reimbursed\n\n- Fines and penalties.\n- Alcohol.")
+    assert [p.text for p in pieces] == ["## Not reimbursed", "- Fines and penalties.", "- Alcohol."]
+    assert [p.needs for p in pieces] == [None, 0, 0]
+
+
+def test_a_chosen_line_that_introduces_items_brings_its_best_items() -> None:
+    text = (
+        "Each expense type has a code that Finance uses for accounting:\n\n"
+        "- T20 Train tickets, second class.\n"
+        "- H10 Hotel room, without breakfast.\n"
+        "- M30 Meals on the road.\n"
+        "- P40 Parking at the airport."
+    )
+    question = "Which expense type code is used for accounting?"
+    (out,) = select(question, [source(1, text)], 40)
+    assert out.excerpt.startswith("Each expense type has a code")
+    assert out.excerpt.count("\n- ") >= 1  # never the introducing line alone

@@ -45,6 +45,8 @@ if not Path(CHROMIUM).exists():  # `make test` installs it (scripts/ensure-brows
 QUESTION = "How many weeks of paid parental leave do I get?"
 INJECTION_QUESTION = "What does the zephyr telemetry notice say?"
 UNSUPPORTED_QUESTION = "What is the hotel limit per night?"
+# not in the first person: "I" brings the asker's own documents first (rag_app.chain.service)
+POLICY_QUESTION = "How many weeks of paid parental leave do employees get?"
 INVENTED = "987,654"  # a figure no document contains
 IMAGE_MD = re.compile(r"!\[[^\]]*\]\([^)]*\)|<img[^>]*>")
 
@@ -301,7 +303,7 @@ def test_citation_link_scrolls_to_its_passage_in_the_grouped_sources(browser, ur
     # a narrow window: the sources panel is laid out below the chat, out of view
     s = Session(browser, url, "alice", viewport=(640, 800))
     try:
-        s.ask(QUESTION)
+        s.ask(POLICY_QUESTION)
         page = s.page
         # one entry per document; the parental leave policy's passages are listed under it,
         # each with its own number and relevance

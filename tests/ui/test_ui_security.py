@@ -17,7 +17,7 @@ import pytest
 from rag_app.app import App
 from rag_app.auth import LoginThrottle
 from rag_app.settings import Settings
-from rag_app.ui.app import ChatState, build_ui, launch
+from rag_app.ui.app import REVISED_NOTE, REVISING, ChatState, build_ui, launch
 from rag_app.ui.security import Guard
 from tests.chat_fakes import ScriptedChatModel
 from tests.fakes import CitingFakeChat, HashEmbeddings
@@ -304,3 +304,26 @@ def test_security_headers_on_every_response(ui, path, logged_in):
     if path == "/" and logged_in:
         nonce = csp.split("'nonce-")[1].split("'")[0]
         assert f'<script nonce="{nonce}"' in r.text and "<script>" not in r.text
+
+
+def test_an_answer_that_fails_the_check_is_replaced_in_the_chat(tmp_path):
+    """The first answer streams, fails the check against the sources (a figure no source
+    holds), and is replaced by the second one, with a note saying so."""
+    model = ScriptedChatModel.script(
+        "The L4 band is 999,999 EUR [1].", "The band is in the salary table [1]."
+    )
+    app = make_app(tmp_path, llm=model)
+    assert app.ingestor.ingest([ROOT / "demo/corpus/halcyon"]).ok
+    respond = find_fn(build_ui(app), "chat")
+    shown, last = [], None
+    for out in respond("salary band L4?", None, [], [], "", "", "", gr.Request(username="alice")):
+        last = out
+        if out[0]:  # the history is updated in place: read it at each step
+            shown.append(str(out[0][-1]["content"]))
+    assert any("999,999" in text for text in shown)  # the first answer was streamed
+    assert any(text == REVISING for text in shown)  # then cleared
+    final = shown[-1]
+    assert "The band is in the salary table" in final and "999,999" not in final
+    assert final.endswith(REVISED_NOTE)
+    assert last is not None and last[5]["answer"] == "The band is in the salary table [1]."
+    assert len(model.calls) == 2

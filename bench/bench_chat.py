@@ -204,7 +204,11 @@ def main() -> int:
         raise SystemExit("the benchmark needs the local model server")
     variants = {
         "previous": (
-            base.model_copy(update={"context_select": "chunks"}),
+            # the pipeline before this issue: whole chunks, the old prompts, no check that
+            # answers again, no asker's name (the index, with table rows, is shared)
+            base.model_copy(
+                update={"context_select": "chunks", "grounding": "mark", "chat_asker_name": False}
+            ),
             PromptSet(BASELINE_PROMPTS),
         ),
         "current": (base, app.prompts),

@@ -148,6 +148,16 @@ class Metrics:
             registry=r,
         )
         self.chat_tokens = Counter("rag_chat_tokens", "Answer tokens generated", registry=r)
+        self.chat_revised = Counter(
+            "rag_chat_revised",
+            "Chat turns answered a second time after the check against the sources",
+            registry=r,
+        )
+        self.chat_unsupported = Counter(
+            "rag_chat_unsupported_claims",
+            "Answer sentences marked as not supported by the sources they cite",
+            registry=r,
+        )
         self.chat_generation_seconds = Counter(
             "rag_chat_generation_seconds",
             "Seconds from the first to the last answer token (tokens/s = tokens / this)",
@@ -252,6 +262,9 @@ class Metrics:
     def record_chat(self, done: Done) -> None:
         try:
             self.chat_turns.labels("refused" if done.refused else "answered").inc()
+            if done.revised_from is not None:
+                self.chat_revised.inc()
+            self.chat_unsupported.inc(len(done.unsupported))
             first = done.timings.first_token_s
             if first is None or done.tokens <= 0:
                 return

@@ -136,6 +136,12 @@ class Settings(BaseSettings):
         "passage: answer once more with what failed (retry), only mark unsupported claims "
         "(mark), or check nothing (off).",
     )
+    chat_asker_name: bool = Field(
+        True,
+        description="Add the user's display name to questions in the first person ('my "
+        "merit increase' -> '... (I am Alice Moreau.)') for retrieval and the model; turn "
+        "off to keep names out of what a remote chat model receives.",
+    )
     metrics_port: int | None = Field(
         None,
         ge=1,

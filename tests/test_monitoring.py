@@ -286,3 +286,17 @@ def test_ingest_and_chat_errors_are_counted(tmp_path: Path) -> None:
         assert type(events[-1]).__name__ == "Error"
         assert m.value("rag_chat_turns_total", {"outcome": "error"}) == 1
         assert m.value("rag_errors_total", {"component": "chat.input", "kind": "ChatError"}) == 1
+
+
+def test_revised_turns_and_unsupported_claims_are_counted() -> None:
+    from rag_app.chain.events import Done, Timings, UnsupportedClaim
+
+    claim = UnsupportedClaim("It is 999 EUR [1].", ["999 EUR"], [1])
+    with use_metrics() as m:
+        timings = Timings(0.0, 0.1, 1.0, 2.0)
+        m.record_chat(Done("No [1].", "q", [1], False, [], timings, 3, revised_from="Yes [1]."))
+        m.record_chat(Done("999 EUR [1].", "q", [1], False, [], timings, 3, unsupported=[claim]))
+        m.record_chat(Done("Fine [1].", "q", [1], False, [], timings, 3))
+        assert m.value("rag_chat_revised_total") == 1
+        assert m.value("rag_chat_unsupported_claims_total") == 1
+        assert m.value("rag_chat_turns_total", {"outcome": "answered"}) == 3

@@ -1,6 +1,6 @@
 """Reading an answer back against what the model read, before the turn ends.
 
-Two checks, each giving one instruction for answering the turn again (or "" when the answer
+Checks, each giving one instruction for answering the turn again (or "" when the answer
 passes):
 
 * **values** - every number, date and amount must be in a source the sentence cites
@@ -18,6 +18,17 @@ unit's negation may come from the line that introduces it ("The warranty does no
 above "- forklift impacts"). The instruction quotes that unit and asks again; it does not
 say what the answer must be, so a right "yes" can stand.
 
+* **refusal** - the model said the no-answer phrase although one unit of what it read holds
+  `MIN_REFUSAL_OVERLAP` of the question's content words (its title's words count, so "my
+  merit increase (I am Alice Moreau.)" matches the review with her name on it). On the demo
+  questions no question whose answer the user may not read came above 0.50; the answerable
+  ones it rescued were at 0.80-0.86. The instruction has no way out to the phrase (the
+  model took it every time it had one).
+
+The quoted unit is document text placed inside our own message, so it is neutralised (it
+cannot open or close a ``<document>`` delimiter, its double quotes become single ones) and
+cut to `MAX_QUOTE_CHARS`; it is text the user may read anyway (it was in the prompt).
+
     instruction = review(answer, sources, question)
 """
 
@@ -27,6 +38,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag_app.chain.context import neutralise
 from rag_app.chain.events import SourceRecord, UnsupportedClaim
 from rag_app.chain.grounding import check_grounding, correction_instruction
 from rag_app.chain.select import split_pieces, words
@@ -117,7 +129,10 @@ def answering_unit(sources: Sequence[SourceRecord], question: str) -> tuple[int,
 
 
 def _quote(unit: str) -> str:
-    quote = " ".join(unit.replace("**", "").split())
+    """A unit of a document for an instruction: one line, at most `MAX_QUOTE_CHARS`, unable
+    to open or close a <document> delimiter, its double quotes made single (the quote is
+    document text inside our message: it must not read as our words after a closing quote)."""
+    quote = " ".join(neutralise(unit).replace("**", "").replace('"', "'").split())
     if len(quote) > MAX_QUOTE_CHARS:
         quote = quote[: MAX_QUOTE_CHARS - 1] + "…"
     return quote

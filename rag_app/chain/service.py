@@ -259,7 +259,7 @@ class ChatService:
             t = time.perf_counter()
             # "I"/"my" is the asker: for retrieval (their own documents, e.g. a review that
             # names them) and for the model
-            asked = personal(question, principal)
+            asked = personal(question, principal) if self.settings.chat_asker_name else question
             docs: list[Document] = retriever.invoke(asked)
             if excerpts:  # more passages, as the sentences worth reading are picked from them
                 docs = arrange(docs, k * PASSAGE_FACTOR)

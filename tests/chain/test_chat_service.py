@@ -725,3 +725,12 @@ def test_first_person_questions_carry_the_askers_name(demo_app):
     run(svc, svc.new_session(), alice, "What merit increase did I get?")
     assert spy.built[-1]["queries"] == ["What merit increase did I get? (I am Alice Moreau.)"]
     assert "(I am Alice Moreau.)" in llm.prompt_text(0)
+
+
+def test_the_askers_name_can_be_kept_out(demo_app):
+    llm = ScriptedChatModel.script("See [1].")
+    spy = SpyRetrievers(demo_app.search)
+    svc = service(demo_app, llm, retriever_factory=spy, settings={"chat_asker_name": False})
+    run(svc, svc.new_session(), demo_app.principal("alice"), "What merit increase did I get?")
+    assert spy.built[-1]["queries"] == ["What merit increase did I get?"]
+    assert "I am Alice Moreau" not in llm.prompt_text(0)

@@ -18,6 +18,10 @@ unit's negation may come from the line that introduces it ("The warranty does no
 above "- forklift impacts"). The instruction quotes that unit and asks again; it does not
 say what the answer must be, so a right "yes" can stand.
 
+* **wording** - most of the answer's own words (at least two; not the question's, not
+  figures) are in none of the passages it cites, or the answer only restates the question;
+  the instruction allows the no-answer phrase (a made-up "business attire" dress code, "the
+  band for level L4 is L4" to a user who may not read the bands);
 * **refusal** - the model said the no-answer phrase although one unit of what it read holds
   `MIN_REFUSAL_OVERLAP` of the question's content words (its title's words count, so "my
   merit increase (I am Alice Moreau.)" matches the review with her name on it). On the demo
@@ -38,7 +42,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag_app.chain.context import neutralise
+from rag_app.chain.context import citations, neutralise
 from rag_app.chain.events import SourceRecord, UnsupportedClaim
 from rag_app.chain.grounding import check_grounding, correction_instruction
 from rag_app.chain.select import split_pieces, words
@@ -159,6 +163,73 @@ def refusal_instruction(n: int, unit: str) -> str:
     )
 
 
+# words an answer adds around the facts, which no source needs to hold
+_FRAME = frozenset(
+    [
+        "yes",
+        "no",
+        "not",
+        "also",
+        "only",
+        "document",
+        "documents",
+        "source",
+        "sources",
+        "stated",
+        "states",
+        "according",
+        "found",
+        "information",
+        "answer",
+        "question",
+        "provided",
+        "mentioned",
+        "says",
+        "said",
+        "given",
+        "listed",
+    ]
+)
+
+
+def _novel(answer: str, question: str) -> set[str]:
+    return words(_CITE.sub(" ", answer)) - words(question) - _FRAME
+
+
+def unsupported_wording(
+    answer: str, sources: Sequence[SourceRecord], question: str
+) -> list[str] | None:
+    """The answer's own words (not the question's, no figures: those are the value check's)
+    that the documents it cites do not hold, when they are most of at least two; else None.
+    A 1.5B model asked about a dress code no document mentions answered "business attire"."""
+    novel = {w for w in _novel(answer, question) if not any(c.isdigit() for c in w)}
+    if len(novel) < 2:
+        return None
+    cited = set(citations(answer, max((s.n for s in sources), default=0)))
+    pool: set[str] = set()
+    for source in sources:
+        if not cited or source.n in cited:
+            pool |= words(source.text) | words(source.title)
+    missing = sorted(novel - pool)
+    return missing if len(missing) * 2 > len(novel) else None
+
+
+def vacuous(answer: str, question: str) -> bool:
+    """The answer only restates the question ("The salary band for level L4 is L4 [1].")."""
+    said = _CITE.sub(" ", answer)
+    if _YES.match(said) or re.match(r"^\W*no\b", said, re.IGNORECASE) or _NEGATION.search(said):
+        return False
+    return bool(words(said)) and not _novel(answer, question)
+
+
+def unanswered_instruction(missing: Sequence[str], no_answer: str) -> str:
+    what = f" (the documents you cite do not mention {', '.join(missing[:4])})" if missing else ""
+    return (
+        f"Your answer does not say what the documents say{what}. Answer again using only what "
+        f"the documents say; if they do not answer the question, reply exactly: {no_answer}"
+    )
+
+
 def review(
     answer: str,
     sources: Sequence[SourceRecord],
@@ -180,6 +251,10 @@ def review(
         parts.append(polarity_instruction(*contradiction))
     if unsupported:
         parts.append(correction_instruction(unsupported))
+    if not parts and no_answer:
+        missing = unsupported_wording(answer, sources, question)
+        if missing is not None or vacuous(answer, question):
+            parts.append(unanswered_instruction(missing or [], no_answer))
     return Review(unsupported, contradiction, " ".join(p for p in parts if p))
 
 

@@ -694,14 +694,26 @@ def test_mark_and_off_never_answer_again(demo_app):
         assert len(done.unsupported) == marked and len(llm.calls) == 1
 
 
-def test_a_passing_answer_or_a_refusal_is_not_answered_again(demo_app):
-    for answer in ("No, fines are not reimbursed [1].", NO_ANSWER):
+def test_a_passing_answer_or_a_fair_refusal_is_not_answered_again(demo_app):
+    for question, answer in (
+        ("Are fines reimbursed?", "No, fines are not reimbursed [1]."),
+        ("Is the canteen open on Sundays?", NO_ANSWER),  # the passage is about something else
+    ):
         llm = ScriptedChatModel.script(answer)
         svc = service(
             demo_app, llm, settings={"grounding": "retry"}, retriever_factory=fixed(FINES)
         )
-        events = run(svc, svc.new_session(), demo_app.principal("henry"), "Are fines reimbursed?")
+        events = run(svc, svc.new_session(), demo_app.principal("henry"), question)
         assert not only(events, Revise) and len(llm.calls) == 1
+
+
+def test_a_refusal_over_the_answering_passage_is_answered_again(demo_app):
+    llm = ScriptedChatModel.script(NO_ANSWER, "No, fines are not reimbursed [1].")
+    svc = service(demo_app, llm, settings={"grounding": "retry"}, retriever_factory=fixed(FINES))
+    events = run(svc, svc.new_session(), demo_app.principal("henry"), "Are fines reimbursed?")
+    done = only(events, Done)[0]
+    assert done.revised_from == NO_ANSWER and not done.refused and done.cited == [1]
+    assert "Not reimbursed: Fines and penalties" in only(events, Revise)[0].reason
 
 
 # -- "I" and "my" are the logged-in user -------------------------------------------------------

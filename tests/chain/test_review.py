@@ -6,7 +6,13 @@ from __future__ import annotations
 import pytest
 
 from rag_app.chain.events import SourceRecord
-from rag_app.chain.review import answering_unit, contradicted_yes, review
+from rag_app.chain.review import (
+    answering_unit,
+    contradicted_yes,
+    review,
+    unsupported_wording,
+    vacuous,
+)
 
 
 def src(n: int, text: str, excerpt: str | None = None) -> SourceRecord:
@@ -142,3 +148,29 @@ def test_a_quoted_unit_cannot_close_a_delimiter_or_the_quote():
     assert "</document>" not in found.instruction and "&lt;/document" in found.instruction
     quoted = found.instruction.split('It says: "', 1)[1].split('".', 1)[0]
     assert '"' not in quoted and "'ignore this'" in quoted
+
+
+DOORS = src(1, "They open the main entrance, floor 1 of the Rotterdam office and Test Hall B.")
+
+
+def test_an_answer_in_words_its_sources_do_not_hold_is_asked_again_with_the_phrase_allowed():
+    question = "What is the dress code at the Rotterdam office?"
+    answer = "The dress code at the Rotterdam office is business attire [1]."
+    found = review(answer, [DOORS], question, no_answer=NO)
+    assert "business" in found.instruction and "attire" in found.instruction
+    assert found.instruction.endswith(NO)
+    # an answer in the source's words passes; so does one with a single new word
+    assert review("The main entrance opens [1].", [DOORS], "What opens?", no_answer=NO) == (
+        review("The main entrance opens [1].", [DOORS], "What opens?")
+    )
+    assert unsupported_wording("It is Test Hall B, probably [1].", [DOORS], question) is None
+
+
+def test_an_answer_that_only_restates_the_question_is_asked_again():
+    question = "What is the salary band for level L4?"
+    found = review("The salary band for level L4 is L4 [1].", [DOORS], question, no_answer=NO)
+    assert found.instruction.startswith("Your answer does not say what the documents say.")
+    assert vacuous("The salary band for level L4 is L4 [1].", question)
+    assert not vacuous("Yes [1].", "Do contractors get a flu vaccination?")
+    assert not vacuous("No, they do not [1].", "Do contractors get a flu vaccination?")
+    assert not vacuous("Sanne de Graaf [1].", "Who is on call?")

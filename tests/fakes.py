@@ -112,7 +112,9 @@ class CitingFakeChat:
                     found = _re.search(r"Follow-up message:\s*(.*)", text)
                     question = found.group(1).strip() if found else "the question"
                     return f"{question} regarding parental leave"
-                match = _re.search(r"<document[^>]*>\s*(.*?)</document>", text, _re.S)
+                # a real passage (<document id="3" source=...>), not the prompt's description
+                # of the format ('between <document id="N"> and </document>')
+                match = _re.search(r'<document id="\d+"[^>]*>\s*(.*?)</document>', text, _re.S)
                 if not match:
                     return "I don't know."
                 first = " ".join(match.group(1).split()[:12])

@@ -10,6 +10,7 @@ from dataclasses import replace
 from langchain_core.documents import Document
 
 from rag_app.chain.events import SourceRecord
+from rag_app.ingest.tables import ROW_SEP
 
 SNIPPET_CHARS = 240
 
@@ -57,8 +58,8 @@ def format_document(source: SourceRecord) -> str:
     where = html.escape(source.source, quote=True)
     title = neutralise(" ".join(source.title.split())) or "(untitled)"
     text = (source.text if source.excerpt is None else source.excerpt).strip()
-    if source.title and text.startswith(source.title + " — "):
-        text = text[len(source.title) + 3 :]  # a table row's chunk repeats the title
+    if source.title and text.startswith(source.title + ROW_SEP):
+        text = text[len(source.title + ROW_SEP) :]  # a table row's chunk repeats the title
     body = neutralise(text)
     return f'<document id="{source.n}" source="{where}">\nTitle: {title}\n{body}\n</document>'
 

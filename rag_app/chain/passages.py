@@ -25,12 +25,12 @@ from collections.abc import Sequence
 
 from langchain_core.documents import Document
 
+from rag_app.ingest.tables import ROW_SEP, TABLE_ROW, split_row_text
+
 FETCH_FACTOR = 6  # chunks retrieved per passage asked for (k)
 PASSAGE_FACTOR = 2  # passages given to sentence selection per passage asked for
 MAX_ROWS = 12
 PER_DOCUMENT = 4
-TABLE_ROW = "table_row"  # metadata chunk_kind of a table row's chunk (rag_app.ingest.tables)
-_PREFIX_SEP = " — "
 
 
 def _document(doc: Document) -> str:
@@ -38,16 +38,9 @@ def _document(doc: Document) -> str:
     return str(meta.get("source") or meta.get("doc_id") or meta.get("title") or doc.id or "")
 
 
-def _row_parts(doc: Document) -> tuple[str, str]:
-    """(prefix, sentence) of a row chunk: ``Title — Caption — sentence``."""
-    text = doc.page_content.strip()
-    prefix, sep, sentence = text.rpartition(_PREFIX_SEP)
-    return (prefix, sentence) if sep else ("", text)
-
-
 def _without_title(prefix: str, title: str) -> str:
-    if title and (prefix == title or prefix.startswith(title + _PREFIX_SEP)):
-        return prefix[len(title) :].removeprefix(_PREFIX_SEP)
+    if title and (prefix == title or prefix.startswith(title + ROW_SEP)):
+        return prefix[len(title) :].removeprefix(ROW_SEP)
     return prefix
 
 
@@ -63,10 +56,10 @@ def merge_rows(rows: Sequence[Document]) -> Document:
     meta = dict(best.metadata or {})
     kept = list(rows[:MAX_ROWS])
     kept.sort(key=lambda d: (d.metadata or {}).get("chunk_index", 0))
-    prefix, _ = _row_parts(best)
+    prefix, _ = split_row_text(best.page_content)
     caption = _without_title(prefix, str(meta.get("title") or ""))
     lines = [f"## {caption}"] if caption else []
-    lines += [f"- {_row_parts(d)[1]}" for d in kept]
+    lines += [f"- {split_row_text(d.page_content)[1]}" for d in kept]
     for key in ("score", "passage_score"):
         scores = [_score(d, key) for d in rows]
         if max(scores) > float("-inf"):
@@ -82,7 +75,7 @@ def arrange(docs: Sequence[Document], k: int) -> list[Document]:
     order: list[tuple[str, str] | int] = []
     for i, doc in enumerate(docs):
         if (doc.metadata or {}).get("chunk_kind") == TABLE_ROW:
-            key = (_document(doc), _row_parts(doc)[0])
+            key = (_document(doc), split_row_text(doc.page_content)[0])
             if key not in groups:
                 groups[key] = []
                 order.append(key)

@@ -217,7 +217,7 @@ def unsupported_wording(
 def vacuous(answer: str, question: str) -> bool:
     """The answer only restates the question ("The salary band for level L4 is L4 [1].")."""
     said = _CITE.sub(" ", answer)
-    if _YES.match(said) or re.match(r"^\W*no\b", said, re.IGNORECASE) or _NEGATION.search(said):
+    if _YES.match(said) or _NEGATION.search(said):  # a yes or a no says something
         return False
     return bool(words(said)) and not _novel(answer, question)
 

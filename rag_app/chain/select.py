@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 from rag_app.chain.events import SourceRecord
 from rag_app.chain.grounding import date_keys
+from rag_app.ingest.tables import PLAIN_TABLE_RULE
 
 TokenCounter = Callable[[str], int]
 EmbedTexts = Callable[[list[str]], list[list[float]]]
@@ -55,7 +56,6 @@ EXPAND_TOP = 3  # the best chosen units that bring the sentence after them
 INTRO_ITEMS = 2  # the best list items a chosen introducing line brings along
 
 _LINE_UNIT = re.compile(r"^\s*(\||[-*+]\s|\d{1,3}[.)]\s|#{1,6}\s)")
-_RULE = re.compile(r"^\s*-{3,}(?:[ \t]+-{3,})+\s*$")  # a plain-text table's rule line
 _LIST_ITEM = re.compile(r"^(?:#{1,6}[^\n]*\n)*\s*(?:[-*+]\s|\d{1,3}[.)]\s)")
 _DELIMITER_ROW = re.compile(r"\|?[\s:|-]+\|?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(\[]?[A-Z0-9])")
@@ -128,7 +128,9 @@ def split_pieces(text: str) -> list[Piece]:
         lines = block.splitlines()
         in_item = False  # the last line was (part of) a list item
         # a plain-text table (a header line over a rule of dash runs): one unit per line
-        ruled = next((k for k, line in enumerate(lines) if k and _RULE.match(line)), None)
+        ruled = next(
+            (k for k, line in enumerate(lines) if k and PLAIN_TABLE_RULE.match(line)), None
+        )
         for k, line in enumerate(lines):
             stripped = line.strip()
             if not stripped:
@@ -249,7 +251,8 @@ def select_excerpts(
     cache = cache or UnitCache()
     asked = words(question)
     asked_dates = date_keys(question)
-    other_date: set[tuple[int, int]] = set()
+    other_date: set[tuple[int, int]] = set()  # units with dates, none of them the one asked
+    date_matched = False
     units: list[_Unit] = []
     per_passage: list[list[_Unit]] = []
     for i, source in enumerate(sources):
@@ -264,6 +267,7 @@ def select_excerpts(
             dates = date_keys(piece.text) if asked_dates else frozenset()
             if dates & asked_dates:
                 idents += 1  # "17 Nov 2025" is the row for "17 November 2025"
+                date_matched = True
             elif dates:
                 other_date.add((i, j))  # another week's row, unless no unit has the date
             score = (
@@ -278,7 +282,7 @@ def select_excerpts(
         per_passage.append(row)
     if not units:
         return [replace(s, excerpt=s.text) for s in sources]
-    if other_date and len(other_date) < sum(1 for u in units if date_keys(u.piece.text)):
+    if date_matched and other_date:
         # some unit has the date asked about: units with only other dates are other rows
         units = [
             replace(u, score=u.score - IDENT_WEIGHT) if (u.passage, u.position) in other_date else u

@@ -317,7 +317,7 @@ class ChatService:
                     cited = citations(answer, len(sources))
                     refused = is_refusal(answer, no_answer, cited)
                     unsupported = (
-                        [] if refused else check_grounding(answer, sources, question=question)
+                        [] if refused else check_grounding(answer, sources, question=asked)
                     )
             total = time.perf_counter() - started
             timings = Timings(rewrite_s, retrieval_s, gen.first_token_s, total)
@@ -414,7 +414,7 @@ class _Generation:
         return "".join(self.parts).strip()
 
 
-_FIRST_PERSON = re.compile(r"\b(?:I|me|my|mine|myself)\b|\b(?:i|I)'(?:m|ve|d|ll)\b", re.IGNORECASE)
+_FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself)\b", re.IGNORECASE)  # also "I'm", "I've"
 
 
 def personal(question: str, principal: Principal) -> str:

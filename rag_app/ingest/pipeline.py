@@ -41,7 +41,7 @@ from rag_app.ingest.loaders import (
 from rag_app.ingest.metadata import SYSTEM_KEYS, field_kind, normalize_metadata
 from rag_app.ingest.splitting import TokenSplitter
 from rag_app.ingest.state import FACET_FIELDS, DocumentRow, IngestState
-from rag_app.ingest.tables import Table, row_texts
+from rag_app.ingest.tables import TABLE_ROW, Table, row_texts
 from rag_app.stores.base import VectorStorePort
 from rag_app.stores.langchain_adapter import PortVectorStore
 
@@ -51,7 +51,6 @@ INDEX_BATCH = 2048
 # Metadata of the extra chunks that hold one table row each (`rag_app.ingest.tables`); text
 # chunks do not carry the field (filter them with {"chunk_kind": {"$ne": "table_row"}}).
 CHUNK_KIND = "chunk_kind"
-TABLE_ROW = "table_row"
 
 
 def document_rows(

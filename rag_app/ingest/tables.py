@@ -14,7 +14,7 @@ The sentence is ``<first header> <first cell>: <header> <cell>, <header> <cell>,
 * yes/no cells read ``<header>: <value>``, the parts are then joined with "; " and the row's
   name is followed by ", " ("Home office allowance, employees: yes; contractors: no");
 * header names are lower-cased when they are ordinary capitalised words ("Bonus target" ->
-  "bonus target"; "Q3 2025", "FY2024", "EBITDA" stay as written); the first one is kept;
+  "bonus target"; "Q3 2025", "FY2024", "EBITDA" stay as written), except the first one;
 * a unit in a header ("Minimum (EUR)", "Payload [kg]", "Change (%)") follows each value that
   ends in a number ("minimum 98,000 EUR"); a currency named in the table's caption or heading
   ("Rotterdam bands (annual base salary, EUR, full-time)") follows the values of columns that
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from bs4.element import Tag
 
 MIN_COLUMNS = 2
+TABLE_ROW = "table_row"  # the chunk_kind of a row's extra chunk (rag_app.ingest.pipeline)
+ROW_SEP = " — "  # between a row chunk's title, caption and sentence (`row_texts`)
 MAX_SPAN = 64
 
 
@@ -265,6 +267,13 @@ def row_sentences(table: Table) -> list[str]:
     return out
 
 
+def split_row_text(text: str) -> tuple[str, str]:
+    """(prefix, sentence) of a row's indexed text (`row_texts`): ``Title — Caption`` and the
+    row sentence; ("", text) when there is no prefix."""
+    prefix, sep, sentence = text.strip().rpartition(ROW_SEP)
+    return (prefix, sentence) if sep else ("", text.strip())
+
+
 def row_texts(title: str, tables: Iterable[Table]) -> list[str]:
     """The text indexed for each row of `tables`: ``<title> — <context> — <sentence>`` (the
     context is left out when there is none or the title already says it)."""
@@ -276,7 +285,7 @@ def row_texts(title: str, tables: Iterable[Table]) -> list[str]:
         if context and context.casefold() not in norm_title.casefold():
             prefix.append(context)
         for sentence in table.sentences():
-            out.append(" — ".join([*prefix, sentence]))
+            out.append(ROW_SEP.join([*prefix, sentence]))
     return out
 
 
@@ -286,7 +295,8 @@ _ATX = re.compile(r"^\s{0,3}#{1,6}(?:\s+(.*?))?\s*$")
 _SETEXT = re.compile(r"^\s{0,3}(?:=+|-{2,})\s*$")
 _DELIM_CELL = re.compile(r"^\s*:?-+:?\s*$")
 _CAPTION = re.compile(r"^\s{0,3}Table(?:\s+\d+)?\s*[:.]\s*(\S.*)$")
-_RULE = re.compile(r"^\s*-{3,}(?:[ \t]+-{3,})+\s*$")  # a plain-text table's rule
+# a plain-text table's rule: dash runs under the columns ("-----   -------")
+PLAIN_TABLE_RULE = re.compile(r"^\s*-{3,}(?:[ \t]+-{3,})+\s*$")
 _LIST_OR_QUOTE = re.compile(r"^\s*(?:[-*+>]|\d+[.)])\s")
 
 
@@ -369,7 +379,7 @@ def markdown_tables(text: str) -> list[Table]:
             heading = clean_cell(prev)
             i += 1
             continue
-        if i + 1 < len(lines) and _RULE.match(lines[i + 1]) and not _has_pipe(line):
+        if i + 1 < len(lines) and PLAIN_TABLE_RULE.match(lines[i + 1]) and not _has_pipe(line):
             table, end = _fixed_width(lines, i)
             if table is not None:
                 context = _caption(lines, i, end) or heading or _line_above(lines, i)
@@ -418,10 +428,10 @@ def _fixed_width(lines: Sequence[str], i: int) -> tuple[Table | None, int]:
         )
 
     def cells(line: str) -> tuple[str, ...]:
-        bounds = [*starts[1:], None]
-        first = line[: starts[1]] if len(starts) > 1 else line
-        rest = [line[s:e] for s, e in zip(starts[1:], bounds[1:], strict=True)]
-        return tuple(clean_cell(c) for c in [first, *rest])
+        # the first cell from the line's start; the rule has at least two runs
+        bounds = [0, *starts[1:]]
+        ends: list[int | None] = [*starts[1:], None]
+        return tuple(clean_cell(line[s:e]) for s, e in zip(bounds, ends, strict=True))
 
     header = lines[i]
     if not fits(header):
@@ -444,7 +454,7 @@ def _line_above(lines: Sequence[str], i: int) -> str:
     for k in range(i - 1, max(-1, i - 4), -1):
         text = lines[k].strip()
         if text:
-            return clean_cell(text) if len(text) <= 100 and not _RULE.match(text) else ""
+            return clean_cell(text) if len(text) <= 100 and not PLAIN_TABLE_RULE.match(text) else ""
     return ""
 
 

@@ -29,6 +29,9 @@ generated tokens, HTTP). Reported for first turns and follow-ups separately.
 
 Usage: python bench/bench_chat.py [--model default] [--limit N] [--kinds fact,table]
                                   [--context-tokens 320] [--configs previous,current]
+
+``--configs rewrite`` runs today's pipeline with follow-ups rewritten by the model
+(``chat_followup=rewrite``) instead of joined to the previous question.
 """
 
 from __future__ import annotations
@@ -205,13 +208,21 @@ def main() -> int:
     variants = {
         "previous": (
             # the pipeline before this issue: whole chunks, the old prompts, no check that
-            # answers again, no asker's name (the index, with table rows, is shared)
+            # answers again, no asker's name, follow-ups rewritten by the model (the index,
+            # with table rows, is shared)
             base.model_copy(
-                update={"context_select": "chunks", "grounding": "mark", "chat_asker_name": False}
+                update={
+                    "context_select": "chunks",
+                    "grounding": "mark",
+                    "chat_asker_name": False,
+                    "chat_followup": "rewrite",
+                }
             ),
             PromptSet(BASELINE_PROMPTS),
         ),
         "current": (base, app.prompts),
+        # today's pipeline with the model's rewrite of follow-ups (not run by default)
+        "rewrite": (base.model_copy(update={"chat_followup": "rewrite"}), app.prompts),
     }
     configs = [
         Config(

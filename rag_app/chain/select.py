@@ -364,3 +364,42 @@ def _join_run(pieces: list[Piece]) -> str:
     for before, piece in itertools.pairwise(pieces):
         text += ("\n" if piece.line or before.line else " ") + piece.text
     return text
+
+
+# "Summarise the customer feedback page", "give me an overview of the remote work policy":
+# the answer is the document, not the sentences most like the request.
+_SUMMARY = re.compile(
+    r"\b(?:summari[sz]e|summari[sz]ing|summary|overview|outline|tl;?dr|gist|key points|"
+    r"main points|highlights of)\b",
+    re.IGNORECASE,
+)
+
+
+def summary_request(question: str) -> bool:
+    """Whether the question asks for a summary of a document rather than a fact in it."""
+    return _SUMMARY.search(question) is not None
+
+
+def whole_document(
+    sources: Sequence[SourceRecord], *, count_tokens: TokenCounter, budget_tokens: int
+) -> list[SourceRecord]:
+    """For a summary: the best-ranked document's passages whole, first and in document
+    order, while they fit in `budget_tokens` (the first always); every other passage after
+    them with an empty excerpt (the model reads none of it; `renumber` drops them)."""
+    if not sources:
+        return []
+    key = sources[0].document_key
+    own = sorted(
+        (s for s in sources if s.document_key == key),
+        key=lambda s: (s.metadata or {}).get("chunk_index", 0),
+    )
+    shown: set[int] = set()
+    used = 0
+    for source in own:
+        tokens = count_tokens(source.text) + 1
+        if shown and used + tokens > budget_tokens:
+            break
+        shown.add(source.n)
+        used += tokens
+    first = [replace(s, excerpt=s.text) for s in own if s.n in shown]
+    return first + [replace(s, excerpt="") for s in sources if s.n not in shown]

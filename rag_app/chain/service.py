@@ -4,8 +4,9 @@ The pieces are LangChain runnables (prompt | chat model, a `BaseRetriever` bound
 principal); the service runs them in order and turns what happens into events (see
 `rag_app.chain.events`) that a UI can render as they arrive:
 
-1. With history, the follow-up is rewritten into a standalone question (`Rewrite`); without
-   history no model call is made.
+1. With history, a follow-up that leans on it is joined to the previous question
+   (`rag_app.chain.followup`, no model call) or, with ``chat_followup=rewrite``, rewritten by
+   the model into a standalone question (`Rewrite`).
 2. The question is searched *as the principal*, narrowed by the caller's filter. The only
    retriever the service can build is bound to a `Principal`, so nothing here can reach the
    store without one (`Sources`).
@@ -54,12 +55,13 @@ from rag_app.chain.events import (
     Token,
     UnsupportedClaim,
 )
+from rag_app.chain.followup import combine
 from rag_app.chain.grounding import check_grounding
 from rag_app.chain.history import ChatSession, TokenCounter, approximate_tokens
 from rag_app.chain.passages import FETCH_FACTOR, PASSAGE_FACTOR, arrange
 from rag_app.chain.prompts import PromptError, PromptSet
 from rag_app.chain.review import review
-from rag_app.chain.select import UnitCache, select_excerpts
+from rag_app.chain.select import UnitCache, select_excerpts, summary_request, whole_document
 from rag_app.errors import FilterError, RagAppError
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
@@ -77,6 +79,8 @@ REWRITE_MAX_TOKENS = 64
 # Room kept free in the model's context for the instructions, the question and slack in
 # token counting (history and chunks are counted with the embedding model's tokenizer).
 PROMPT_RESERVE_TOKENS = 600
+# A summary reads whole passages of one document: this many times the sentence budget.
+SUMMARY_FACTOR = 2
 
 
 class ChatError(RagAppError):
@@ -189,6 +193,14 @@ class ChatService:
         so the model's [n] and the Sources panel list only what the model read."""
         if self.settings.context_select != "sentences" or not sources:
             return sources
+        if summary_request(question):  # the document, not the sentences most like "summarise"
+            return renumber(
+                whole_document(
+                    sources,
+                    count_tokens=self.count_tokens,
+                    budget_tokens=SUMMARY_FACTOR * self.settings.context_tokens,
+                )
+            )
         embeddings = self.search.embeddings
         return renumber(
             select_excerpts(
@@ -249,7 +261,11 @@ class ChatService:
             rewrite_s = 0.0
             if len(session):
                 t = time.perf_counter()
-                question = self.condense(session, message)
+                if self.settings.chat_followup == "rewrite":
+                    question = self.condense(session, message)
+                else:
+                    last = session.turns[-1]
+                    question = combine(last.standalone or last.question, message)
                 rewritten = question != message
                 rewrite_s = time.perf_counter() - t
             yield Rewrite(question=question, original=message, rewritten=rewritten)

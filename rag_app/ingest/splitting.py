@@ -4,10 +4,15 @@ LangChain's `RecursiveCharacterTextSplitter` does the structural splitting (head
 paragraphs, sentences, words) with the model's tokenizer as length function. Because merged
 pieces can tokenize slightly differently from their parts, every chunk is re-measured and any
 chunk over the model's limit is cut on token boundaries, so the model never truncates text.
+
+A chunk that starts inside a list gets the list's introducing sentence again ("Each type has a
+code that Finance uses for accounting:" before "- H10 Hotel (room only)"): without it the items
+match no question about what they are, and a reader of the chunk cannot tell either.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
@@ -27,6 +32,48 @@ SEPARATORS = [
     " ",
     "",
 ]
+
+
+# A list item: "- x", "* x", "• x", "1. x", "a) x".
+_ITEM = re.compile(r"^\s*(?:[-*+•]\s|\d{1,3}[.)]\s|[a-z][.)]\s)")
+INTRO_MAX_LINES = 3  # lines of the paragraph that ends with the introducing ":"
+INTRO_MAX_TOKENS = 48
+
+
+def _last_open_intro(text: str) -> str | None:
+    """The sentence introducing the list that `text` ends in, if it ends in one: the
+    paragraph (at most `INTRO_MAX_LINES` lines, from its last sentence start) whose last line
+    ends with ":" and is followed only by list items and their continuation lines."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    end = len(lines)
+    while end and not lines[end - 1].strip():
+        end -= 1
+    i = end - 1
+    saw_item = False
+    while i >= 0 and lines[i].strip():  # list items (and wrapped continuation lines)
+        if lines[i].rstrip().endswith(":") and not _ITEM.match(lines[i]):
+            break
+        if _ITEM.match(lines[i]):
+            saw_item = True
+        elif i > 0 and not lines[i - 1].strip():
+            return None  # a paragraph, not a list
+        i -= 1
+    if i < 0 or not lines[i].rstrip().endswith(":") or (not saw_item and i != end - 1):
+        return None
+    first = i
+    while (
+        first > 0
+        and i - first + 1 < INTRO_MAX_LINES
+        and lines[first - 1].strip()
+        and not _ITEM.match(lines[first - 1])
+        and not lines[first - 1].lstrip().startswith("#")
+    ):
+        first -= 1
+    intro = " ".join(line.strip() for line in lines[first : i + 1])
+    # from the start of the sentence that ends in the colon (the one before it, too, when
+    # that is short context such as "Add one line per receipt and choose the expense type.")
+    sentences = re.split(r"(?<=[.!?])\s+", intro)
+    return " ".join(sentences[-2:]) if len(sentences) > 1 else intro
 
 
 class _Offsets(Protocol):
@@ -65,7 +112,24 @@ class TokenSplitter:
                 chunks.append(chunk)
             else:
                 chunks.extend(self._hard_split(chunk))
-        return chunks
+        return self._carry_list_intros(chunks)
+
+    def _carry_list_intros(self, chunks: list[str]) -> list[str]:
+        """A chunk that starts with a list item gets the introducing sentence of the list
+        the previous chunk ended in (when it is not already there and still fits)."""
+        out = list(chunks)
+        for n in range(1, len(chunks)):
+            if not _ITEM.match(chunks[n]):
+                continue
+            intro = _last_open_intro(out[n - 1])  # carried along a list over many chunks
+            if not intro or intro in " ".join(chunks[n].split()):
+                continue
+            if self.counter.count_tokens(intro) > INTRO_MAX_TOKENS:
+                continue
+            carried = f"{intro}\n{chunks[n]}"
+            if self.counter.count_tokens(carried) <= self.limit:
+                out[n] = carried
+        return out
 
     def _hard_split(self, text: str) -> list[str]:
         """Cut on token boundaries into pieces of at most chunk_size tokens."""

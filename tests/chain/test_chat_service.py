@@ -134,7 +134,7 @@ def test_follow_up_is_condensed_and_the_rewrite_is_what_is_searched(demo_app):
         "No, contractors get up to 4 weeks of unpaid parental leave [1].",
     )
     spy = SpyRetrievers(demo_app.search)
-    svc = service(demo_app, llm, retriever_factory=spy)
+    svc = service(demo_app, llm, retriever_factory=spy, settings={"chat_followup": "rewrite"})
     session = svc.new_session()
     alice = demo_app.principal("alice")
     run(svc, session, alice, LEAVE)
@@ -157,6 +157,36 @@ def test_follow_up_is_condensed_and_the_rewrite_is_what_is_searched(demo_app):
     assert session.turns[-1].standalone == rewrite
 
 
+def test_follow_up_is_joined_to_the_previous_question_without_a_model_call(demo_app):
+    # chat_followup=combine (the default): no condense call; what is searched and what the
+    # model reads is the previous question with the follow-up
+    llm = ScriptedChatModel.script(
+        "Employees get 20 weeks of paid parental leave [1].",
+        "No, contractors are not eligible for paid parental leave [1].",
+        "Paid parental leave starts on the day of birth [1].",
+    )
+    spy = SpyRetrievers(demo_app.search)
+    svc = service(demo_app, llm, retriever_factory=spy)
+    assert svc.settings.chat_followup == "combine"
+    session = svc.new_session()
+    alice = demo_app.principal("alice")
+    run(svc, session, alice, LEAVE)
+    events = run(svc, session, alice, "And for contractors?")
+
+    joined = f"{LEAVE} And for contractors?"
+    assert len(llm.calls) == 2  # two answers, no rewrite call
+    first = only(events, Rewrite)[0]
+    assert first.rewritten and first.question == joined
+    assert spy.built[-1]["queries"] == [joined]
+    assert f"Question: {joined}" in llm.prompt_text(1)
+    assert only(events, Done)[0].question == joined
+    assert session.turns[-1].standalone == joined
+    # a question that stands on its own is searched as it is, whatever came before
+    events = run(svc, session, alice, "When does paid parental leave start?")
+    assert not only(events, Rewrite)[0].rewritten
+    assert spy.built[-1]["queries"] == ["When does paid parental leave start?"]
+
+
 def test_rewrite_output_is_cleaned_and_empty_rewrite_falls_back(demo_app):
     llm = ScriptedChatModel.script(
         "first [1]",
@@ -165,7 +195,7 @@ def test_rewrite_output_is_cleaned_and_empty_rewrite_falls_back(demo_app):
         "   ",
         "answer [1]",
     )
-    svc = service(demo_app, llm)
+    svc = service(demo_app, llm, settings={"chat_followup": "rewrite"})
     session = svc.new_session()
     henry = demo_app.principal("henry")
     run(svc, session, henry, LEAVE)
@@ -394,7 +424,7 @@ def test_history_is_per_session_and_bounded_by_tokens(demo_app):
         script += [rewrites[i], replies[i]]
     script += [replies[6]]  # first turn of the second session: no condense
     llm = ScriptedChatModel.script(*script)
-    svc = service(demo_app, llm, settings={"history_tokens": 40})
+    svc = service(demo_app, llm, settings={"history_tokens": 40, "chat_followup": "rewrite"})
     one, two = svc.new_session(), svc.new_session()
     assert one.id != two.id and one.max_tokens == 40
     henry = demo_app.principal("henry")
@@ -582,7 +612,7 @@ def test_model_failures_are_error_events_with_clear_messages(demo_app):
         assert not only(events, Done) and len(session) == 0
     # a failing rewrite is reported as such
     llm = FailingChatModel.raising(RuntimeError("condense broke"))
-    svc = service(demo_app, llm)
+    svc = service(demo_app, llm, settings={"chat_followup": "rewrite"})
     session = svc.new_session()
     session.add_turn("earlier", "answer")
     error = run(svc, session, demo_app.principal("henry"), "and then?")[-1]

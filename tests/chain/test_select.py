@@ -9,7 +9,14 @@ import pytest
 
 from rag_app.app import build_embeddings
 from rag_app.chain.events import SourceRecord
-from rag_app.chain.select import UnitCache, select_excerpts, split_pieces, split_units
+from rag_app.chain.select import (
+    UnitCache,
+    select_excerpts,
+    split_pieces,
+    split_units,
+    summary_request,
+    whole_document,
+)
 from rag_app.settings import Settings
 
 
@@ -184,3 +191,38 @@ def test_a_chosen_line_that_introduces_items_brings_its_best_items() -> None:
     (out,) = select(question, [source(1, text)], 40)
     assert out.excerpt.startswith("Each expense type has a code")
     assert out.excerpt.count("\n- ") >= 1  # never the introducing line alone
+
+
+def test_a_summary_request_reads_the_best_document_whole_in_document_order() -> None:
+    assert summary_request("Summarise the customer feedback page.")
+    assert summary_request("Give me an overview of the remote work policy")
+    assert not summary_request("How many weeks of paid parental leave do employees get?")
+
+    def part(n: int, doc: str, index: int, text: str) -> SourceRecord:
+        return SourceRecord(
+            n=n,
+            id=f"c{n}",
+            title=doc,
+            source=f"{doc}.md",
+            snippet="",
+            score=None,
+            text=text,
+            metadata={"chunk_index": index},
+        )
+
+    sources = [
+        part(1, "feedback", 3, "Third part of the feedback page."),
+        part(2, "leave", 0, LEAVE),
+        part(3, "feedback", 0, "Survey: 214 responses, satisfaction 4.3 out of 5."),
+        part(4, "feedback", 7, "A long tail part " * 20),
+    ]
+    out = whole_document(sources, count_tokens=words, budget_tokens=20)
+    shown = [s for s in out if s.excerpt]
+    # the best document's passages, whole and in document order, within the budget
+    assert [s.id for s in shown] == ["c3", "c1"]
+    assert all(s.excerpt == s.text for s in shown)
+    assert {s.id for s in out if s.excerpt == ""} == {"c2", "c4"}
+    # the first passage is read even over budget
+    assert [
+        s.id for s in whole_document(sources, count_tokens=words, budget_tokens=1) if s.excerpt
+    ] == ["c3"]

@@ -469,11 +469,12 @@ def test_follow_up_history_runs_first_in_the_same_session(demo_app: App) -> None
     oracle = OracleChatModel(messages=iter([]), cases=[c])
     turn = run_answer_case(chat_service(demo_app, oracle), demo_app.principal(c.user), c)
     # the history turn was answered (refused: no case has that question here), then the
-    # follow-up was condensed (as itself) and answered
+    # follow-up, joined to the question before it, was answered
     # (a refusal over a passage that holds the question is asked once more: same question)
-    assert list(dict.fromkeys(q for q, _ in oracle.answers)) == [c.history[0], c.question]
-    assert oracle.answers[0][0] == c.history[0] and oracle.answers[-1][0] == c.question
-    assert turn.rewrite is None and turn.error is None
+    joined = f"{c.history[0]} {c.question}"
+    assert list(dict.fromkeys(q for q, _ in oracle.answers)) == [c.history[0], joined]
+    assert oracle.answers[0][0] == c.history[0] and oracle.answers[-1][0] == joined
+    assert turn.rewrite == joined and turn.error is None
 
 
 def test_a_leaky_model_fails_the_refusal_cases_and_the_gate(demo_app: App) -> None:

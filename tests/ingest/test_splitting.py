@@ -49,3 +49,38 @@ def test_overlap_repeats_text_between_neighbours(minilm):
 def test_chunk_size_over_model_limit_is_a_config_error(minilm):
     with pytest.raises(ConfigError, match="exceeds the embedding model's limit of 254"):
         TokenSplitter(minilm, chunk_size=300, chunk_overlap=0)
+
+
+def test_a_chunk_starting_inside_a_list_repeats_the_list_intro(minilm):
+    # The expense-type codes of the claim form guide: the intro ends one chunk and the items
+    # start the next; without the intro, "H10 Hotel" matches no question about expense codes.
+    items = "\n".join(
+        f"- X{n}0 Expense type number {n} with a longer description of what it covers"
+        for n in range(1, 13)
+    )
+    text = (
+        "Filler sentence about something else entirely. "
+        * 14
+        + "\nAdd one line per receipt and choose the expense type. Each type has a code that "
+        "Finance uses for\naccounting:\n" + items + "\n\nAfter the list comes a closing paragraph."
+    )
+    chunks = TokenSplitter(minilm, chunk_size=64, chunk_overlap=8).split(text)
+    intro = (
+        "Add one line per receipt and choose the expense type. Each type has a code that "
+        "Finance uses for accounting:"
+    )
+    starting_in_list = [c for c in chunks if c.startswith(intro + "\n- X")]
+    assert starting_in_list, chunks
+    last_items = [c for c in chunks if "- X120 " in c]
+    assert all(c.startswith(intro) or "accounting:" in c for c in last_items)
+    # the chunk after the list (a paragraph) gets nothing, and nothing exceeds the limit
+    assert not any(
+        c.startswith(intro) and "closing paragraph" in c and "- X" not in c for c in chunks
+    )
+    assert max(minilm.count_tokens(c) for c in chunks) <= 254
+
+
+def test_list_intro_is_not_carried_after_a_paragraph(minilm):
+    text = "Intro of the list:\n- one\n- two\n\nA closing paragraph. " + "Words here. " * 40
+    chunks = TokenSplitter(minilm, chunk_size=32, chunk_overlap=0).split(text)
+    assert sum("Intro of the list:" in c for c in chunks) == 1

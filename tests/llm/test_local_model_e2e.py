@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from rag_app.app import App
-from rag_app.chain import Done, Revise, Rewrite, Sources, Token
+from rag_app.chain import ChatService, Done, Revise, Rewrite, Sources, Token
 from rag_app.llm.models import SMOLLM2, is_installed
 from rag_app.settings import Settings
 from tests.fakes import HashEmbeddings
@@ -84,11 +84,26 @@ def test_local_model_streams_a_turn_and_a_follow_up(app):
     t = done.timings
     assert t.first_token_s is not None and 0 < t.retrieval_s < t.first_token_s <= t.total_s
 
-    # a follow-up goes through the real condense step
+    # a follow-up is joined to the previous question (chat_followup=combine, no model call)
     events = list(chat.stream(session, alice, "And for contractors?"))
     rewrite = next(e for e in events if isinstance(e, Rewrite))
+    assert rewrite.rewritten and rewrite.question == (
+        "How many weeks of paid parental leave do employees get? And for contractors?"
+    )
+    assert isinstance(events[-1], Done) and len(session) == 2, events[-1]
+
+    # ... or rewritten by the real model (chat_followup=rewrite)
+    rewriting = ChatService(
+        chat.search,
+        chat.llm,
+        chat.prompts,
+        chat.settings.model_copy(update={"chat_followup": "rewrite"}),
+        count_tokens=chat.count_tokens,
+    )
+    events = list(rewriting.stream(session, alice, "And how much notice do they give?"))
+    rewrite = next(e for e in events if isinstance(e, Rewrite))
     assert rewrite.question.strip() and isinstance(events[-1], Done), events[-1]
-    assert events[-1].timings.rewrite_s > 0 and len(session) == 2
+    assert events[-1].timings.rewrite_s > 0 and len(session) == 3
 
 
 def test_the_server_stops_with_the_app(app):

@@ -29,6 +29,11 @@ say what the answer must be, so a right "yes" can stand.
   ones it rescued were at 0.80-0.86. The instruction has no way out to the phrase (the
   model took it every time it had one).
 
+* **one case of several** - the answer gives the value of one row of a passage that gives a
+  value per case (a city, a level, a tier) and the question names none of the cases ("What
+  is the maximum hotel cost per night?" answered with London's cap only); the instruction
+  quotes the rows and asks for each case with its value.
+
 The quoted unit is document text placed inside our own message, so it is neutralised (it
 cannot open or close a ``<document>`` delimiter, its double quotes become single ones) and
 cut to `MAX_QUOTE_CHARS`; it is text the user may read anyway (it was in the prompt).
@@ -42,6 +47,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag_app.chain.asker import without_asker
 from rag_app.chain.context import citations, neutralise
 from rag_app.chain.events import SourceRecord, UnsupportedClaim
 from rag_app.chain.grounding import check_grounding, correction_instruction
@@ -96,11 +102,16 @@ def best_unit(sources: Sequence[SourceRecord], question: str) -> tuple[float, in
     of what the model read that shares most words with the question (its document's title
     counts: "my review" is the review with my name on it)."""
     asked = words(question)
+    # the asker's name counts where it helps ("my review" is the one with my name on it)
+    # and not against a unit that does not name them ("Which code do I use for a hotel?")
+    plain = words(without_asker(question))
     if not asked:
         return None
     best: tuple[float, int, str] | None = None
     for n, unit, unit_words in _evidence(sources):
         overlap = len(asked & unit_words) / len(asked)
+        if plain:
+            overlap = max(overlap, len(plain & unit_words) / len(plain))
         if best is None or overlap > best[0]:
             best = (overlap, n, unit)
     return best
@@ -152,14 +163,20 @@ def polarity_instruction(n: int, unit: str) -> str:
     )
 
 
-def refusal_instruction(n: int, unit: str) -> str:
+def refusal_instruction(n: int, unit: str, question: str = "") -> str:
     # No way out to the phrase here: offered one, the 1.5B model took it every time, also
     # over "Contractors are not eligible for paid parental leave" (a "no" it read as "I do
     # not know"). The unit holds most of the question's words, which is what earns this.
+    # Only a yes/no question is told that a "not" means No: told so, "How many weeks do
+    # employees get?" over "(the 20 weeks offered to employees)" was answered "No, ...".
+    how = (
+        "If it says no or not, answer No and say what it says."
+        if _YES_NO_QUESTION.match(question or "")
+        else "Give the figure, name or fact it states for what the question asks."
+    )
     return (
         f'Document [{n}] is about your question. It says: "{_quote(unit)}". Answer the question '
-        f"from it in one or two sentences and cite [{n}]. If it says no or not, answer No and "
-        "say what it says."
+        f"from it in one or two sentences and cite [{n}]. {how}"
     )
 
 
@@ -222,6 +239,62 @@ def vacuous(answer: str, question: str) -> bool:
     return bool(words(said)) and not _novel(answer, question)
 
 
+_ROW_LINE = re.compile(r"^\s*(?:[-*+]\s+)?([^:|\n]{1,60}):\s+(.*\d.*)$")
+_FIGURE = re.compile(r"\d(?:[\d,.]*\d)?")
+MIN_CASES = 2
+
+
+def _rows(text: str) -> list[tuple[str, str, str]]:
+    """(case, its values, the line) for each line of `text` that gives a value for one case:
+    a row sentence ("- London: maximum per night 180 GBP") or a Markdown table row (its
+    first cell is the case)."""
+    rows: list[tuple[str, str, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("|"):
+            cells = [c.strip().strip("*").strip() for c in stripped.strip("|").split("|")]
+            rest = " ".join(cells[1:])
+            if len(cells) >= 2 and cells[0] and _FIGURE.search(rest):
+                rows.append((cells[0], rest, " ".join(stripped.replace("*", "").split())))
+            continue
+        match = _ROW_LINE.match(line)
+        if match:
+            rows.append((match.group(1), match.group(2), stripped.lstrip("-*+ ").strip()))
+    return rows
+
+
+def one_case_of_several(
+    answer: str, sources: Sequence[SourceRecord], question: str
+) -> tuple[int, list[str]] | None:
+    """(passage number, its rows) when the answer gives the value of one case of a passage
+    that lists a value per case (a row per city, level, tier) and the question names none of
+    the cases: "What is the maximum hotel cost per night?" answered with London's cap only.
+    The answer prompt asks for each case; a 1.5B model often gives the first."""
+    asked = words(question)
+    said = set(_FIGURE.findall(_CITE.sub(" ", answer or "")))
+    if not said:
+        return None
+    for source in sources:
+        text = source.text if source.excerpt is None else source.excerpt
+        rows = _rows(text)
+        if len(rows) < MIN_CASES:
+            continue
+        if any(words(case) & asked for case, _, _ in rows):
+            continue  # the question names a case: a look-up, not "which of these"
+        hit = [row for row in rows if set(_FIGURE.findall(row[1])) & said]
+        if len(hit) == 1 and len({row[1] for row in rows}) >= MIN_CASES:
+            return source.n, [line for _, _, line in rows]
+    return None
+
+
+def cases_instruction(n: int, rows: Sequence[str]) -> str:
+    return (
+        f'Document [{n}] gives a different value for each case: "{_quote("; ".join(rows))}". '
+        "The question does not name one case, so answer again giving each case with its "
+        f"value, and cite [{n}]."
+    )
+
+
 def unanswered_instruction(missing: Sequence[str], no_answer: str) -> str:
     what = f" (the documents you cite do not mention {', '.join(missing[:4])})" if missing else ""
     return (
@@ -242,7 +315,7 @@ def review(
     that answers the question (when `no_answer` is given)."""
     if refused:
         found = answering_unit(sources, question) if no_answer else None
-        instruction = refusal_instruction(*found) if found else ""
+        instruction = refusal_instruction(*found, question) if found else ""
         return Review([], None, instruction)
     unsupported = check_grounding(answer, sources, question=question)
     contradiction = contradicted_yes(answer, sources, question)
@@ -255,7 +328,18 @@ def review(
         missing = unsupported_wording(answer, sources, question)
         if missing is not None or vacuous(answer, question):
             parts.append(unanswered_instruction(missing or [], no_answer))
+    if not parts:
+        several = one_case_of_several(answer, sources, question)
+        if several is not None:
+            parts.append(cases_instruction(*several))
     return Review(unsupported, contradiction, " ".join(p for p in parts if p))
 
 
-__all__ = ["Review", "answering_unit", "contradicted_yes", "polarity_instruction", "review"]
+__all__ = [
+    "Review",
+    "answering_unit",
+    "contradicted_yes",
+    "one_case_of_several",
+    "polarity_instruction",
+    "review",
+]

@@ -57,6 +57,7 @@ INTRO_ITEMS = 2  # the best list items a chosen introducing line brings along
 
 _LINE_UNIT = re.compile(r"^\s*(\||[-*+]\s|\d{1,3}[.)]\s|#{1,6}\s)")
 _LIST_ITEM = re.compile(r"^(?:#{1,6}[^\n]*\n)*\s*(?:[-*+]\s|\d{1,3}[.)]\s)")
+_POSSESSIVE = re.compile(r"['’]s$")
 _DELIMITER_ROW = re.compile(r"\|?[\s:|-]+\|?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"“(\[]?[A-Z0-9])")
 _WORD = re.compile(r"[\w][\w'.,%-]*[\w%]|\w", re.UNICODE)
@@ -64,8 +65,8 @@ _STOP = frozenset(
     re.split(
         r"\s+",
         "a am an and are as at be been by can could did do does for from get gets got had has "
-        "have how i in is it its me my of on or our per should that the their there this to "
-        "was we were what when where which who why will with would you your",
+        "have how i in is it its many me much my of on or our per should that the their there "
+        "this to use was we were what when where which who why will with would you your",
     )
 )
 
@@ -190,7 +191,9 @@ def _sentences(text: str) -> list[str]:
 
 
 def words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)} - _STOP
+    """The content words of `text`, lower case, without a possessive 's ("Halcyon's" is
+    "halcyon")."""
+    return {_POSSESSIVE.sub("", w.lower()) for w in _WORD.findall(text)} - _STOP
 
 
 def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -309,12 +312,26 @@ def select_excerpts(
 
     ranked = sorted(units, key=lambda u: -u.score)
     floor = ranked[0].score - SCORE_MARGIN
+
+    def items_of(unit: _Unit) -> list[_Unit]:
+        """The list items `unit` introduces, best first."""
+        return [u for u in ranked if u.passage == unit.passage and u.piece.needs == unit.position]
+
     for unit in ranked:
         if (unit.passage, unit.position) in chosen:
             continue
         if chosen and (unit.score < floor or used + cost(unit) > budget_tokens):
             continue
         take(unit)
+        # an introducing line is worth nothing without an item: its best one comes now,
+        # before lesser units fill the budget ("Each type has a code:" - "- H10 Hotel")
+        items = items_of(unit)
+        if (
+            items
+            and not any((u.passage, u.position) in chosen for u in items)
+            and used + cost(items[0]) <= budget_tokens
+        ):
+            take(items[0])
     # the unit after each of the best chosen ones (a sentence that continues it: "They may
     # take 4 weeks unpaid" scores low on its own), budget allowing; a chosen line that
     # introduces items ("Each type has a code:") brings its best items instead (the
@@ -322,12 +339,13 @@ def select_excerpts(
     best = [u for u in ranked if (u.passage, u.position) in chosen][:EXPAND_TOP]
     for unit in best:
         row = per_passage[unit.passage]
-        items = [u for u in ranked if u.passage == unit.passage and u.piece.needs == unit.position]
+        items = items_of(unit)
         if items:
-            if not any((u.passage, u.position) in chosen for u in items):
-                for item in items[:INTRO_ITEMS]:
-                    if used + cost(item) <= budget_tokens:
-                        take(item)
+            for item in items[:INTRO_ITEMS]:
+                if (item.passage, item.position) not in chosen and used + cost(
+                    item
+                ) <= budget_tokens:
+                    take(item)
             continue
         nxt = unit.position + 1
         if (

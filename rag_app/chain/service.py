@@ -21,7 +21,6 @@ principal); the service runs them in order and turns what happens into events (s
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from langchain_core.retrievers import BaseRetriever
 
 from rag_app import monitoring
 from rag_app.access.permissions import Principal
+from rag_app.chain.asker import personal
 from rag_app.chain.context import (
     citations,
     fit_sources,
@@ -81,6 +81,7 @@ REWRITE_MAX_TOKENS = 64
 PROMPT_RESERVE_TOKENS = 600
 # A summary reads whole passages of one document: this many times the sentence budget.
 SUMMARY_FACTOR = 2
+SUMMARY_HINT = "(Give its main facts and figures.)"
 
 
 class ChatError(RagAppError):
@@ -297,6 +298,9 @@ class ChatService:
                 monitoring.metrics().record_chat(done)
                 yield done
                 return
+            if excerpts and summary_request(asked):
+                # "highlights survey results and feedback" says nothing: ask for the content
+                asked = f"{asked} {SUMMARY_HINT}"
             messages = answer_prompt.invoke(
                 {
                     "context": format_context(sources),
@@ -428,19 +432,6 @@ class _Generation:
 
     def answer(self) -> str:
         return "".join(self.parts).strip()
-
-
-_FIRST_PERSON = re.compile(r"\b(?:i|me|my|mine|myself)\b", re.IGNORECASE)  # also "I'm", "I've"
-
-
-def personal(question: str, principal: Principal) -> str:
-    """The question with the asker's name when it speaks of them ("What merit increase did
-    I get?" -> "... (I am Alice Moreau.)"), so that retrieval finds their own documents and
-    the model knows whose they are; other questions are returned as they are."""
-    name = " ".join((principal.display_name or "").split())[:80]
-    if not name or not _FIRST_PERSON.search(question):
-        return question
-    return f"{question} (I am {name}.)"
 
 
 def _chunk_text(chunk: Any) -> str:

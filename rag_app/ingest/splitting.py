@@ -50,13 +50,13 @@ def _last_open_intro(text: str) -> str | None:
         end -= 1
     i = end - 1
     saw_item = False
-    while i >= 0 and lines[i].strip():  # list items (and wrapped continuation lines)
+    while i >= 0 and lines[i].strip():  # list items (and their indented wrapped lines)
         if lines[i].rstrip().endswith(":") and not _ITEM.match(lines[i]):
             break
         if _ITEM.match(lines[i]):
             saw_item = True
-        elif i > 0 and not lines[i - 1].strip():
-            return None  # a paragraph, not a list
+        elif not lines[i][:1].isspace():
+            return None  # a paragraph (or a numbered heading's text), not a list
         i -= 1
     if i < 0 or not lines[i].rstrip().endswith(":") or (not saw_item and i != end - 1):
         return None
@@ -74,6 +74,21 @@ def _last_open_intro(text: str) -> str | None:
     # that is short context such as "Add one line per receipt and choose the expense type.")
     sentences = re.split(r"(?<=[.!?])\s+", intro)
     return " ".join(sentences[-2:]) if len(sentences) > 1 else intro
+
+
+def _list_start(chunk: str, previous: str) -> str | None:
+    """`chunk` from its first list item, when it starts inside the list `previous` ends in:
+    with an item, or with the wrapped rest of one that the overlap repeats from `previous`
+    ("mileage; T50 Car rental ..."; dropped here, as `previous` holds it); else None."""
+    lines = chunk.strip().split("\n")
+    for n, line in enumerate(lines):
+        if _ITEM.match(line):
+            if n and " ".join(" ".join(lines[:n]).split()) not in " ".join(previous.split()):
+                return None  # text before the first item that only this chunk holds
+            return "\n".join(lines[n:])
+        if n >= INTRO_MAX_LINES:
+            return None
+    return None
 
 
 class _Offsets(Protocol):
@@ -115,18 +130,20 @@ class TokenSplitter:
         return self._carry_list_intros(chunks)
 
     def _carry_list_intros(self, chunks: list[str]) -> list[str]:
-        """A chunk that starts with a list item gets the introducing sentence of the list
-        the previous chunk ended in (when it is not already there and still fits)."""
+        """A chunk that starts inside a list (`_list_start`) gets the introducing
+        sentence of the list the previous chunk ended in (when it is not already there and
+        still fits)."""
         out = list(chunks)
         for n in range(1, len(chunks)):
-            if not _ITEM.match(chunks[n]):
+            rest = _list_start(chunks[n], chunks[n - 1])
+            if rest is None:
                 continue
             intro = _last_open_intro(out[n - 1])  # carried along a list over many chunks
             if not intro or intro in " ".join(chunks[n].split()):
                 continue
             if self.counter.count_tokens(intro) > INTRO_MAX_TOKENS:
                 continue
-            carried = f"{intro}\n{chunks[n]}"
+            carried = f"{intro}\n{rest}"
             if self.counter.count_tokens(carried) <= self.limit:
                 out[n] = carried
         return out

@@ -776,3 +776,22 @@ def test_the_askers_name_can_be_kept_out(demo_app):
     run(svc, svc.new_session(), demo_app.principal("alice"), "What merit increase did I get?")
     assert spy.built[-1]["queries"] == ["What merit increase did I get?"]
     assert "I am Alice Moreau" not in llm.prompt_text(0)
+
+
+def test_a_summary_request_reads_one_document_whole_and_asks_for_its_facts(demo_app):
+    from rag_app.chain.service import SUMMARY_HINT
+
+    llm = ScriptedChatModel.script("The 2025 survey had 214 responses [1].")
+    svc = service(demo_app, llm)
+    events = run(
+        svc, svc.new_session(), demo_app.principal("henry"), "Summarise the customer feedback page."
+    )
+    sources = only(events, Sources)[0].sources
+    assert sources and {s.document_key for s in sources} == {sources[0].document_key}
+    # (the test app's hash embeddings rank some document first: which one is not the point)
+    assert all(s.excerpt == s.text for s in sources)  # whole passages, not sentences
+    indexes = [s.metadata.get("chunk_index", 0) for s in sources]
+    assert indexes == sorted(indexes)  # in document order
+    prompt = llm.prompt_text(0)
+    assert f"Summarise the customer feedback page. {SUMMARY_HINT}" in prompt
+    assert all(s.text.splitlines()[-1] in prompt for s in sources)

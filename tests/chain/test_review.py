@@ -9,6 +9,7 @@ from rag_app.chain.events import SourceRecord
 from rag_app.chain.review import (
     answering_unit,
     contradicted_yes,
+    one_case_of_several,
     review,
     unsupported_wording,
     vacuous,
@@ -174,3 +175,75 @@ def test_an_answer_that_only_restates_the_question_is_asked_again():
     assert not vacuous("Yes [1].", "Do contractors get a flu vaccination?")
     assert not vacuous("No, they do not [1].", "Do contractors get a flu vaccination?")
     assert not vacuous("Sanne de Graaf [1].", "Who is on call?")
+
+
+CONTRACTOR_LEAVE = src(
+    1,
+    "## Parental leave\n- Contractors are **not eligible for Halcyon's paid parental leave** "
+    "(the 20 weeks of paid leave offered to employees).",
+)
+CODES = src(
+    1,
+    "Each type has a code that Finance uses for accounting:\n"
+    "- H10 Hotel (room only). Enter breakfast separately as a meal.",
+)
+
+
+def test_a_refusal_to_a_question_that_is_not_yes_no_is_not_told_to_answer_no():
+    # "Halcyon's" is "halcyon" and "many" is not a content word: the unit holds the question
+    question = "How many weeks of paid parental leave do Halcyon employees get?"
+    found = review(NO, [CONTRACTOR_LEAVE], question, refused=True, no_answer=NO)
+    assert found.instruction.startswith("Document [1] is about your question.")
+    assert "answer No" not in found.instruction and "figure" in found.instruction
+    yes_no = "Do Halcyon employees get paid parental leave?"
+    found = review(NO, [CONTRACTOR_LEAVE], yes_no, refused=True, no_answer=NO)
+    assert "answer No" in found.instruction
+
+
+def test_the_askers_name_does_not_count_against_a_unit_that_does_not_name_them():
+    question = "Which expense type code do I use for a hotel? (I am Henry Lindqvist.)"
+    assert answering_unit([CODES], question) is not None
+    # ... while a question about something else still does not reach the threshold
+    other = "Which cost centre do I use for a hotel? (I am Henry Lindqvist.)"
+    assert answering_unit([CODES], other) is None
+
+
+HOTELS = src(
+    1,
+    "## Hotels\n- London: maximum per night 180 GBP\n- Rest of UK: maximum per night 130 GBP\n"
+    "- Outside the UK: maximum per night 160 GBP",
+)
+HOTEL_TABLE = src(
+    2,
+    "## Hotels\n| Location | Maximum per night |\n|---|---|\n| London | **180 GBP** |\n"
+    "| Rest of UK | **130 GBP** |",
+)
+CAP = "What is the maximum hotel cost per night on a business trip?"
+
+
+@pytest.mark.parametrize("source", [HOTELS, HOTEL_TABLE])
+def test_one_case_of_several_is_asked_again_for_each_case(source):
+    answer = "The maximum hotel cost per night is 180 GBP [1]."
+    found = one_case_of_several(answer, [source], CAP)
+    assert found is not None and found[0] == source.n
+    assert any("Rest of UK" in row and "130 GBP" in row for row in found[1])
+    instruction = review(answer, [source], CAP, no_answer=NO).instruction
+    assert instruction.startswith(f"Document [{source.n}] gives a different value for each case")
+    assert "130 GBP" in instruction and "each case with its value" in instruction
+
+
+@pytest.mark.parametrize(
+    ("question", "answer"),
+    [
+        # every case given
+        (CAP, "London 180 GBP, rest of UK 130 GBP, outside the UK 160 GBP [1]."),
+        # the question names a case: a look-up
+        ("What is the hotel cap per night in London?", "In London it is 180 GBP [1]."),
+        # no value from the rows at all
+        (CAP, "Hotels must be booked through the travel desk [1]."),
+    ],
+)
+def test_no_cases_alarm(question, answer):
+    assert one_case_of_several(answer, [HOTELS], question) is None
+    if "180" in answer:  # (the last one is asked again, for its wording)
+        assert review(answer, [HOTELS], question, no_answer=NO).instruction == ""

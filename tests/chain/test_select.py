@@ -193,6 +193,28 @@ def test_a_chosen_line_that_introduces_items_brings_its_best_items() -> None:
     assert out.excerpt.count("\n- ") >= 1  # never the introducing line alone
 
 
+def test_an_introducing_line_brings_its_best_item_before_the_budget_fills() -> None:
+    # sentences of other passages that share the question's words would fill the budget
+    # before the items were looked at; the intro without its item is worth nothing
+    codes = source(
+        1,
+        "Each expense type has a code that Finance uses for accounting:\n\n"
+        "- T20 Train tickets, second class.\n- H10 Hotel room, without breakfast.",
+    )
+    others = [
+        source(
+            n,
+            f"Finance uses the expense type code of claim {n} for accounting. The code of each "
+            "expense type is set by Finance.",
+        )
+        for n in range(2, 6)
+    ]
+    question = "Which expense type code does Finance use for a hotel?"
+    out = select(question, [codes, *others], 45)
+    assert "Each expense type has a code" in out[0].excerpt
+    assert "- H10 Hotel room" in out[0].excerpt
+
+
 def test_a_summary_request_reads_the_best_document_whole_in_document_order() -> None:
     assert summary_request("Summarise the customer feedback page.")
     assert summary_request("Give me an overview of the remote work policy")

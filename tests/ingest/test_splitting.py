@@ -84,3 +84,18 @@ def test_list_intro_is_not_carried_after_a_paragraph(minilm):
     text = "Intro of the list:\n- one\n- two\n\nA closing paragraph. " + "Words here. " * 40
     chunks = TokenSplitter(minilm, chunk_size=32, chunk_overlap=0).split(text)
     assert sum("Intro of the list:" in c for c in chunks) == 1
+
+
+def test_a_chunk_starting_with_the_wrapped_rest_of_an_item_also_gets_the_intro(minilm):
+    # pypdf wraps long items: the overlap may start the next chunk in the middle of one
+    splitter = TokenSplitter(minilm, chunk_size=64, chunk_overlap=8)
+    previous = "Some text.\nEach type has a code:\n- T10 Train; T40 Private car\n  mileage; T50 Car"
+    chunks = splitter._carry_list_intros([previous, "mileage; T50 Car\n- H10 Hotel"])
+    # the wrapped rest of T40, which the previous chunk holds, gives way to the intro
+    assert chunks[1] == "Some text. Each type has a code:\n- H10 Hotel"
+    # text before the first item that only this chunk holds is never dropped
+    chunks = splitter._carry_list_intros([previous, "rental and tolls.\n- H10 Hotel"])
+    assert chunks[1] == "rental and tolls.\n- H10 Hotel"
+    # a new paragraph after the list is not part of it
+    chunks = splitter._carry_list_intros([previous, "The next section starts here."])
+    assert chunks[1] == "The next section starts here."

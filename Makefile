@@ -15,11 +15,11 @@ run: setup
 browser:
 	@bash scripts/ensure-browser.sh
 
-## Run the whole test suite (what CI runs).
+## Run the whole test suite (what CI runs): tests/ and the notebooks (nbmake).
 test: setup browser
-	@$(PY) -m pytest $(PYTEST_ARGS)
+	@$(PY) -m pytest --nbmake $(PYTEST_ARGS)
 
-## Unit tests only (no model, no server).
+## Unit tests only (no model, no server, no notebooks, no browser).
 test-fast: setup
 	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 

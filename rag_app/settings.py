@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         "passage: answer once more with what failed (retry), only mark unsupported claims "
         "(mark), or check nothing (off).",
     )
+    chat_followup: Literal["combine", "rewrite"] = Field(
+        "combine",
+        description="How a follow-up ('And for contractors?') becomes a question to search: "
+        "joined to the previous question when it leans on it, with no model call (combine), "
+        "or rewritten by the chat model as a standalone question (rewrite: one more model "
+        "call per follow-up); chosen by measurement with bench/bench_chat.py.",
+    )
     chat_asker_name: bool = Field(
         True,
         description="Add the user's display name to questions in the first person ('my "
@@ -152,7 +159,9 @@ class Settings(BaseSettings):
         500.0, ge=0, description="Log searches slower than this to the rag_app.slow logger."
     )
     prompts_dir: Path | None = Field(
-        None, description="Folder of the chat prompt files; default: prompts/ of the project."
+        None,
+        description="Folder of the chat prompt files; default: prompts/ of the checkout, or "
+        "the copy installed with the package (rag_app/prompts).",
     )
 
     @field_validator("date_fields", mode="before")

@@ -14,8 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from rag_app import configure_offline
+
 # The store spec lives outside test modules; give its asserts pytest's detailed messages.
 pytest.register_assert_rewrite("tests.conformance")
+
+# What the `rag-app` command and `App` do, done before any test imports huggingface_hub,
+# gradio or ragas (they read these variables on import); `import rag_app` does not.
+configure_offline()
 
 SERVER_START_TIMEOUT_S = 60.0
 

@@ -188,6 +188,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow  # starts the chat UI server and the metrics server
 def test_serve_exposes_metrics_after_a_chat_turn_and_a_query(tmp_path: Path) -> None:
     gradio_client = pytest.importorskip("gradio_client")
     from rag_app.app import App

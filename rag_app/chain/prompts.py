@@ -51,8 +51,15 @@ class PromptError(ConfigError):
 
 
 def project_prompts_dir() -> Path:
-    """`prompts/` next to the `rag_app` package (the project root of a checkout)."""
-    return Path(__file__).resolve().parents[2] / "prompts"
+    """The default prompts folder: the copy packaged in an installed wheel (`rag_app/prompts`),
+    else `prompts/` next to the `rag_app` package (the project root of a checkout)."""
+    return prompts_dir_of(Path(__file__).resolve().parents[1])
+
+
+def prompts_dir_of(package: Path) -> Path:
+    """`package/prompts` when the wheel put it there, else `prompts/` beside `package`."""
+    packaged = package / "prompts"
+    return packaged if packaged.is_dir() else package.parent / "prompts"
 
 
 def _placeholders(text: str, path: Path) -> set[str]:

@@ -408,7 +408,7 @@ def _print_answers(
 
 
 def _check_metric_names(thresholds: dict[str, float]) -> None:
-    from rag_app.evaluation.runner import SCORED_METRICS
+    from rag_app.evaluation.metrics import SCORED_METRICS
 
     known = {*SCORED_METRICS, "leak_rate", "samples", "llm_failures"}
     for name in thresholds:
@@ -422,7 +422,7 @@ def _print_summary(results: dict[str, Any], folder: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from rag_app.evaluation.runner import SCORED_METRICS
+    from rag_app.evaluation.metrics import SCORED_METRICS
 
     agg, cfg, t = results["aggregate"], results["config"], results["timings"]
     console = Console(highlight=False)
@@ -531,20 +531,21 @@ def generate(
     """Generate a test set from your documents with RAGAS' test set generator, using the
     configured chat model (RAG_LLM: the bundled local model or OpenAI)."""
     from rag_app.evaluation.generate import DEFAULT_PERSONA, GenerateOptions, generate_testset
+    from rag_app.evaluation.judge import model_limits
 
     paths = [*(docs or []), *(corpus or [])]
     if not paths:
         raise ConfigError("eval generate: give the documents with --docs PATH (repeatable)")
     personas = [_persona(p) for p in persona or []] or [DEFAULT_PERSONA]
     app = ctx.obj.app
-    local = app.settings.llm == "local"
+    limits = model_limits(app.settings.llm == "local")
     options = GenerateOptions(
         size=size,
         max_docs=max_docs or None,
         seed=seed,
         personas=personas,
-        max_workers=1 if local else 4,
-        timeout_s=900.0 if local else 120.0,
+        max_workers=limits.max_workers,
+        timeout_s=limits.timeout_s,
     )
     report = generate_testset(
         app,

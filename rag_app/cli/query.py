@@ -29,7 +29,7 @@ def query(
     retriever: Annotated[
         str | None,
         typer.Option(
-            "--retriever", "-r", help="dense | bm25 | hybrid (default: RAG_RETRIEVER, dense)."
+            "--retriever", "-r", help="dense | bm25 | hybrid (default: RAG_RETRIEVER, hybrid)."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag_app.errors import RagAppError
-from rag_app.ingest.loaders import discover
+from rag_app.ingest.loaders import SIDECAR_SUFFIX, discover
 
 Outcome = Literal["answer", "no-access"]
 OUTCOMES: tuple[str, ...] = ("answer", "no-access")
@@ -398,7 +398,7 @@ def corpus_fingerprint(paths: Iterable[Path]) -> str:
             rel = f.name if root.is_file() else f.relative_to(root).as_posix()
             digest.update(b"\0file\0" + rel.encode())
             digest.update(hashlib.sha256(f.read_bytes()).digest())
-            sidecar = f.with_name(f.name + ".meta.json")
+            sidecar = f.with_name(f.name + SIDECAR_SUFFIX)
             if sidecar.exists():
                 digest.update(b"\0sidecar\0" + hashlib.sha256(sidecar.read_bytes()).digest())
     return digest.hexdigest()

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag_app.errors import ConfigError, RagAppError, RejectedInput
+from rag_app.evaluation.judge import LOCAL_LIMITS, ragas_embeddings, ragas_llm, short_error
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -59,8 +60,8 @@ class GenerateOptions:
     seed: int = 0
     personas: Sequence[tuple[str, str]] = (DEFAULT_PERSONA,)
     keyphrases: int = 5
-    max_workers: int = 1
-    timeout_s: float = 900.0
+    max_workers: int = LOCAL_LIMITS.max_workers
+    timeout_s: float = LOCAL_LIMITS.timeout_s
     token_limit: int = LOCAL_TOKEN_LIMIT
 
 
@@ -196,8 +197,6 @@ def _run_ragas(
 ) -> list[Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from ragas.embeddings import LangchainEmbeddingsWrapper
-        from ragas.llms import LangchainLLMWrapper
         from ragas.run_config import RunConfig
         from ragas.testset import TestsetGenerator
         from ragas.testset.graph import KnowledgeGraph, Node, NodeType
@@ -214,11 +213,9 @@ def _run_ragas(
         )
 
         def wrapped_llm() -> Any:
-            return LangchainLLMWrapper(make_llm(), run_config=run_config, bypass_n=True)
+            return ragas_llm(make_llm(), run_config)
 
-        from rag_app.evaluation.judge import named_embeddings
-
-        embedder = LangchainEmbeddingsWrapper(named_embeddings(embeddings), run_config=run_config)
+        embedder = ragas_embeddings(embeddings, run_config)
     random.seed(options.seed)  # ragas samples scenarios and personas with `random`
     graph = KnowledgeGraph(
         nodes=[
@@ -276,8 +273,6 @@ def _run_ragas(
 
 
 def _why(step: str, exc: BaseException) -> str:
-    from rag_app.evaluation.judge import short_error
-
     return f"{step} failed: {short_error(exc)}"
 
 

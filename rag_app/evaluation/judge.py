@@ -64,6 +64,23 @@ _RAGAS: dict[str, tuple[str, str]] = {
 Progress = Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class ModelLimits:
+    """How many calls to a judge or generator model run at once, and how long one may take."""
+
+    max_workers: int
+    timeout_s: float
+
+
+# The bundled local model serves one request at a time, slowly on a CPU; a remote one more.
+LOCAL_LIMITS = ModelLimits(max_workers=1, timeout_s=900.0)
+REMOTE_LIMITS = ModelLimits(max_workers=4, timeout_s=120.0)
+
+
+def model_limits(local: bool) -> ModelLimits:
+    return LOCAL_LIMITS if local else REMOTE_LIMITS
+
+
 @dataclass
 class AnswerSample:
     """One chat answer to score."""
@@ -101,8 +118,8 @@ class JudgeConfig:
     embeddings: Embeddings
     label: str
     repeats: int = 3
-    max_workers: int = 1  # the local model serves one request at a time
-    timeout_s: float = 600.0
+    max_workers: int = LOCAL_LIMITS.max_workers
+    timeout_s: float = LOCAL_LIMITS.timeout_s
 
 
 @dataclass
@@ -244,28 +261,55 @@ def answer_summary(answers: Sequence[AnswerSample]) -> dict[str, Any]:
 
 # -- judging --------------------------------------------------------------------------------------
 def _metric(name: str, config: JudgeConfig) -> Any:
+    from ragas.run_config import RunConfig
+
     with warnings.catch_warnings():
+        # ragas 0.4 deprecates importing the legacy metrics from ragas.metrics; see ragas_llm
+        # for why the judge keeps them.
         warnings.simplefilter("ignore", DeprecationWarning)
         import ragas.metrics as rm
-        from ragas.embeddings import LangchainEmbeddingsWrapper
-        from ragas.llms import LangchainLLMWrapper
-        from ragas.run_config import RunConfig
 
         class_name, ragas_name = _RAGAS[name]
         metric = getattr(rm, class_name)()
-        if metric.name != ragas_name:  # a renamed metric in a newer ragas must not go unnoticed
-            raise ConfigError(f"ragas metric {class_name} is now called {metric.name!r}")
-        run_config = RunConfig(timeout=int(config.timeout_s), max_retries=1, max_workers=1)
-        # bypass_n: llama.cpp servers reject n > 1, and ragas would set `n` on a shared model.
-        metric.llm = LangchainLLMWrapper(
-            config.llm, run_config=run_config, bypass_n=True, bypass_temperature=False
-        )
-        if hasattr(metric, "embeddings"):
-            metric.embeddings = LangchainEmbeddingsWrapper(
-                named_embeddings(config.embeddings), run_config=run_config
-            )
-        metric.init(run_config)
+    if metric.name != ragas_name:  # a renamed metric in a newer ragas must not go unnoticed
+        raise ConfigError(f"ragas metric {class_name} is now called {metric.name!r}")
+    run_config = RunConfig(timeout=int(config.timeout_s), max_retries=1, max_workers=1)
+    metric.llm = ragas_llm(config.llm, run_config)
+    if hasattr(metric, "embeddings"):
+        metric.embeddings = ragas_embeddings(config.embeddings, run_config)
+    metric.init(run_config)
     return metric
+
+
+_WRAPPER_DEPRECATED = r"Langchain(LLM|Embeddings)Wrapper is deprecated"
+
+
+def ragas_llm(llm: BaseChatModel, run_config: Any) -> Any:
+    """ragas' wrapper around a LangChain chat model, for its prompt-based metrics and test set
+    generator (``bypass_n``: llama.cpp servers reject n > 1, and ragas would set `n` on a shared
+    model).
+
+    ragas 0.4 deprecates the wrapper for ``llm_factory`` and the ``ragas.metrics.collections``
+    metrics, which take only an SDK client (``OpenAI(...)``) and parse the judge's reply with
+    instructor's structured output. The judge keeps ragas' own prompts and JSON parsing, so
+    that any LangChain chat model works and scores the same: the bundled local model, a remote
+    one, and the test doubles."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _WRAPPER_DEPRECATED, DeprecationWarning)
+        from ragas.llms import LangchainLLMWrapper
+
+        return LangchainLLMWrapper(
+            llm, run_config=run_config, bypass_n=True, bypass_temperature=False
+        )
+
+
+def ragas_embeddings(embeddings: Embeddings, run_config: Any) -> Any:
+    """ragas' wrapper around `embeddings` (deprecated like `ragas_llm`'s, for the same reason)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _WRAPPER_DEPRECATED, DeprecationWarning)
+        from ragas.embeddings import LangchainEmbeddingsWrapper
+
+        return LangchainEmbeddingsWrapper(named_embeddings(embeddings), run_config=run_config)
 
 
 def named_embeddings(inner: Embeddings) -> Embeddings:

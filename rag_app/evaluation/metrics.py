@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rag_app.errors import RagAppError
+from rag_app.evaluation.judge import LLM_METRICS
 
 # name in results -> ir-measures measure
 RANKED_METRICS: dict[str, str] = {
@@ -27,7 +28,8 @@ RANKED_METRICS: dict[str, str] = {
 }
 ID_METRICS = ("id_based_context_precision", "id_based_context_recall")
 TEXT_METRICS = ("non_llm_context_precision_with_reference", "non_llm_context_recall")
-ALL_METRICS = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS)
+# every per-sample metric a run can report, in report order
+SCORED_METRICS = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS, *LLM_METRICS)
 
 
 class MetricError(RagAppError):

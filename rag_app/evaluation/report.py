@@ -11,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from rag_app.errors import RagAppError
-from rag_app.evaluation.judge import LLM_METRICS
-from rag_app.evaluation.metrics import ID_METRICS, RANKED_METRICS, TEXT_METRICS
+from rag_app.evaluation.metrics import SCORED_METRICS
 
-SCORED = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS, *LLM_METRICS)
 SHORT = {
     "id_based_context_precision": "ctx_precision(id)",
     "id_based_context_recall": "ctx_recall(id)",
@@ -29,7 +27,7 @@ CSV_COLUMNS = (
     "permitted",
     "expected",
     "outcome",
-    *SCORED,
+    *SCORED_METRICS,
     "retrieved_chunks",
     "leaked_chunks",
     "restricted_sources",
@@ -86,7 +84,7 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
         "| metric | value | samples |",
         "|---|---|---|",
     ]
-    for metric in SCORED:
+    for metric in SCORED_METRICS:
         if metric in agg:
             lines.append(f"| {metric} | {_fmt(agg[metric])} | {agg['n'].get(metric, '')} |")
     lines += [
@@ -107,7 +105,7 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
     lines += _llm_section(results.get("llm"))
     per_user = results.get("per_user") or {}
     if per_user:
-        shown = [m for m in SCORED if any(m in u for u in per_user.values())]
+        shown = [m for m in SCORED_METRICS if any(m in u for u in per_user.values())]
         lines += [
             "",
             "## Per user",
@@ -121,7 +119,7 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
                 + " | ".join(_fmt(u.get(m)) for m in shown)
                 + " |"
             )
-    main = "ndcg@10" if "ndcg@10" in agg else next((m for m in SCORED if m in agg), None)
+    main = "ndcg@10" if "ndcg@10" in agg else next((m for m in SCORED_METRICS if m in agg), None)
     if main:
         scored = [r for r in results["queries"] if r.get(main) is not None]
         worst = sorted(scored, key=lambda r: r[main])[:10]
@@ -206,7 +204,7 @@ def plot_run(results: Mapping[str, Any], out: Path) -> list[Path]:
     """metrics.png (aggregate per metric) and distribution.png (per-query scores)."""
     plt = _pyplot()
     agg = results["aggregate"]
-    metrics = [m for m in SCORED if m in agg]
+    metrics = [m for m in SCORED_METRICS if m in agg]
     written: list[Path] = []
     if not metrics:
         return written
@@ -301,7 +299,7 @@ def compare_runs(runs: Sequence[Mapping[str, Any]], *, alpha: float = 0.05) -> d
     if len(runs) < 2:
         raise RagAppError("compare needs at least two runs")
     base = runs[0]
-    metrics = [m for m in SCORED if all(m in r["aggregate"] for r in runs)]
+    metrics = [m for m in SCORED_METRICS if all(m in r["aggregate"] for r in runs)]
     extra = ["leak_rate"]
     table: list[dict[str, Any]] = []
     for metric in metrics + extra:
@@ -390,7 +388,7 @@ def plot_comparison(comparison: Mapping[str, Any], out: Path) -> Path:
     import numpy as np
 
     plt = _pyplot()
-    rows = [r for r in comparison["metrics"] if r["metric"] in SCORED]
+    rows = [r for r in comparison["metrics"] if r["metric"] in SCORED_METRICS]
     runs = comparison["runs"]
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(runs))

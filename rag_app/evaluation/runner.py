@@ -40,6 +40,7 @@ from rag_app.evaluation.judge import LLM_METRICS
 from rag_app.evaluation.metrics import (
     ID_METRICS,
     RANKED_METRICS,
+    SCORED_METRICS,
     TEXT_METRICS,
     ContextSample,
     mean_of,
@@ -521,28 +522,26 @@ def _judge(
 def judge_config(eapp: App, repeats: int) -> Any:
     """The judge: the configured chat model's endpoint (local server or OpenAI), deterministic
     and non-streaming, with the evaluation app's embeddings for response relevancy."""
-    from rag_app.evaluation.judge import JudgeConfig
+    from rag_app.evaluation.judge import JudgeConfig, model_limits
     from rag_app.llm.factory import build_judge_model
 
     chat_llm = eapp.chat_llm
     model = build_judge_model(chat_llm, eapp.settings)
     local = chat_llm.backend == "local"
+    limits = model_limits(local)
     return JudgeConfig(
         llm=model,
         embeddings=eapp.embeddings,  # type: ignore[arg-type]
         label=chat_llm.describe() if not local else f"local:{chat_llm.name}",
         repeats=repeats,
-        max_workers=1 if local else 4,
-        timeout_s=900.0 if local else 120.0,
+        max_workers=limits.max_workers,
+        timeout_s=limits.timeout_s,
     )
 
 
 def _quantile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-SCORED_METRICS = (*RANKED_METRICS, *ID_METRICS, *TEXT_METRICS, *LLM_METRICS)
 
 
 def summarize(rows: Sequence[Mapping[str, Any]], mismatches: Sequence[Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag_app.errors import ConfigError, MissingExtraError
+from rag_app.errors import ConfigError, MissingPackageError
 from rag_app.llm.models import resolve_model_path
 from rag_app.llm.server import LocalLLMServer
 
@@ -47,7 +47,7 @@ def _chat_openai(**kwargs: Any) -> BaseChatModel:
     try:
         from langchain_openai import ChatOpenAI
     except ImportError as exc:  # pragma: no cover - installed with the app
-        raise MissingExtraError("the chat model", "openai", "langchain-openai") from exc
+        raise MissingPackageError("the chat model", "langchain-openai") from exc
     return ChatOpenAI(**kwargs)
 
 
@@ -131,7 +131,7 @@ def _loop_safe_chat_openai(**kwargs: Any) -> BaseChatModel:
     try:
         from langchain_openai import ChatOpenAI
     except ImportError as exc:  # pragma: no cover - installed with the app
-        raise MissingExtraError("the chat model", "openai", "langchain-openai") from exc
+        raise MissingPackageError("the chat model", "langchain-openai") from exc
 
     class LoopSafeChatOpenAI(ChatOpenAI):
         async def _agenerate(

@@ -259,14 +259,16 @@ def test_collection_config_round_trips(client: Any, chunks: Any) -> None:
 
 
 def test_collection_legacy_vector_config_and_delete(client: Any) -> None:
-    client.collections.create(
-        "Legacy",
-        properties=[Property(name="text", data_type=DataType.TEXT)],
-        vectorizer_config=Configure.Vectorizer.none(),
-        vector_index_config=Configure.VectorIndex.hnsw(
-            distance_metric=weaviate.classes.config.VectorDistances.DOT
-        ),
-    )
+    # the legacy arguments on purpose: the SDK still sends them (and warns)
+    with pytest.warns(DeprecationWarning, match="vectorizer_config|vector_index_config"):
+        client.collections.create(
+            "Legacy",
+            properties=[Property(name="text", data_type=DataType.TEXT)],
+            vectorizer_config=Configure.Vectorizer.none(),
+            vector_index_config=Configure.VectorIndex.hnsw(
+                distance_metric=weaviate.classes.config.VectorDistances.DOT
+            ),
+        )
     coll = client.collections.use("Legacy")
     cfg = coll.config.get()
     assert cfg.vector_index_config.distance_metric.value == "dot"

@@ -39,9 +39,6 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-if not Path(CHROMIUM).exists():  # `make test` installs it (scripts/ensure-browser.sh)
-    pytest.fail(f"Chromium not found at {CHROMIUM}; run scripts/ensure-browser.sh", pytrace=False)
-
 QUESTION = "How many weeks of paid parental leave do I get?"
 INJECTION_QUESTION = "What does the zephyr telemetry notice say?"
 UNSUPPORTED_QUESTION = "What is the hotel limit per night?"
@@ -128,6 +125,12 @@ def url(tmp_path_factory, leak_server):
 
 @pytest.fixture(scope="module")
 def browser():
+    # A missing browser fails every test here when it runs (`make test` installs it with
+    # scripts/ensure-browser.sh); deselected with -m "not slow", nothing is checked.
+    if not Path(CHROMIUM).exists():
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}; run scripts/ensure-browser.sh", pytrace=False
+        )
     with playwright_api.sync_playwright() as p:
         b = p.chromium.launch(
             executable_path=CHROMIUM,
@@ -164,7 +167,8 @@ class Session:
         self.page.get_by_label("password").fill(f"{user}-demo")
         self.page.get_by_role("button", name="Login").click()
         self.page.locator("#msg textarea").wait_for(timeout=30_000)
-        self.page.locator("#who").get_by_text(f"`{user}`").or_(self.page.locator("#who")).wait_for()
+        # logged in: the header names this user (`user` renders as <code>user</code>)
+        self.page.locator("#who").get_by_text(user, exact=True).first.wait_for(timeout=30_000)
 
     def _on_request(self, request) -> None:
         self.hosts.add(urlparse(request.url).hostname or "")

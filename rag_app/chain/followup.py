@@ -10,8 +10,8 @@ retrieval can even start. Here instead:
   is not polluted by the previous one;
 * a message that does is joined to the previous question (in its own standalone form, so a
   chain of follow-ups keeps its subject): "How many weeks of paid parental leave do employees
-  get? And for contractors?". That text is what is searched and what the answer model reads;
-  the model answers the follow-up with the earlier question as its context.
+  get? And for contractors?". That text is what is searched; the answer model reads the
+  follow-up with the question it follows (`for_model`), so that it answers the follow-up.
 
 Only the user's own questions are joined, never the model's answers: an answer may be wrong,
 and its words would steer retrieval towards the documents it already used.
@@ -76,4 +76,14 @@ def combine(previous: str, message: str) -> str:
     return f"{previous[-room:].lstrip()} {message}"
 
 
-__all__ = ["MAX_COMBINED_CHARS", "combine", "leans_on_history"]
+def for_model(previous: str, message: str) -> str:
+    """How the answer model reads a joined follow-up: the follow-up first, then the question
+    it follows. Given the joined text itself ("What is the merit budget? And what is the
+    salary band for L4?") a 1.5B model answered both, and made the second one up."""
+    previous = " ".join((previous or "").split())
+    if not previous or not leans_on_history(message):
+        return message
+    return f'{" ".join(message.split())} (This follows the question: "{previous}")'
+
+
+__all__ = ["MAX_COMBINED_CHARS", "combine", "for_model", "leans_on_history"]

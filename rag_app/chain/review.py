@@ -274,7 +274,10 @@ def one_case_of_several(
     said = set(_FIGURE.findall(_CITE.sub(" ", answer or "")))
     if not said:
         return None
+    cited = set(citations(answer, max((s.n for s in sources), default=0)))
     for source in sources:
+        if source.n not in cited:
+            continue  # a figure of another passage is a coincidence ("2 hours" and "P2")
         text = source.text if source.excerpt is None else source.excerpt
         rows = _rows(text)
         if len(rows) < MIN_CASES:

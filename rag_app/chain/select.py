@@ -52,6 +52,8 @@ MIN_UNIT_CHARS = 12  # shorter units (a lone "Notes:") are merged into the next 
 # Units scoring this far below the best one are not worth the model's reading time, even when
 # the budget has room (the budget is a ceiling, not a target).
 SCORE_MARGIN = 0.25
+# A unit dated otherwise when another unit has the date asked about falls this far.
+OTHER_DATE_PENALTY = IDENT_WEIGHT + SCORE_MARGIN
 EXPAND_TOP = 3  # the best chosen units that bring the sentence after them
 INTRO_ITEMS = 2  # the best list items a chosen introducing line brings along
 
@@ -286,9 +288,13 @@ def select_excerpts(
     if not units:
         return [replace(s, excerpt=s.text) for s in sources]
     if date_matched and other_date:
-        # some unit has the date asked about: units with only other dates are other rows
+        # some unit has the date asked about: units with only other dates are other rows,
+        # left out (below the margin): shown the 06 Oct row above the 13 Oct one, the 1.5B
+        # model read the secondary of the first row
         units = [
-            replace(u, score=u.score - IDENT_WEIGHT) if (u.passage, u.position) in other_date else u
+            replace(u, score=u.score - OTHER_DATE_PENALTY)
+            if (u.passage, u.position) in other_date
+            else u
             for u in units
         ]
         per_passage = [[u for u in units if u.passage == i] for i in range(len(sources))]
@@ -313,9 +319,17 @@ def select_excerpts(
     ranked = sorted(units, key=lambda u: -u.score)
     floor = ranked[0].score - SCORE_MARGIN
 
+    other_rows = other_date if date_matched else set()
+
     def items_of(unit: _Unit) -> list[_Unit]:
-        """The list items `unit` introduces, best first."""
-        return [u for u in ranked if u.passage == unit.passage and u.piece.needs == unit.position]
+        """The list items `unit` introduces, best first (not rows of other dates)."""
+        return [
+            u
+            for u in ranked
+            if u.passage == unit.passage
+            and u.piece.needs == unit.position
+            and (u.passage, u.position) not in other_rows
+        ]
 
     for unit in ranked:
         if (unit.passage, unit.position) in chosen:

@@ -55,7 +55,7 @@ from rag_app.chain.events import (
     Token,
     UnsupportedClaim,
 )
-from rag_app.chain.followup import combine
+from rag_app.chain.followup import combine, for_model
 from rag_app.chain.grounding import check_grounding
 from rag_app.chain.history import ChatSession, TokenCounter, approximate_tokens
 from rag_app.chain.passages import FETCH_FACTOR, PASSAGE_FACTOR, arrange
@@ -259,14 +259,17 @@ class ChatService:
             # 1. condense
             stage = "rewrite"
             question, rewritten = message, False
+            model_question = message  # what the answer model reads as the question
             rewrite_s = 0.0
             if len(session):
                 t = time.perf_counter()
                 if self.settings.chat_followup == "rewrite":
-                    question = self.condense(session, message)
+                    question = model_question = self.condense(session, message)
                 else:
                     last = session.turns[-1]
-                    question = combine(last.standalone or last.question, message)
+                    previous = last.standalone or last.question
+                    question = combine(previous, message)
+                    model_question = for_model(previous, message)
                 rewritten = question != message
                 rewrite_s = time.perf_counter() - t
             yield Rewrite(question=question, original=message, rewritten=rewritten)
@@ -276,7 +279,9 @@ class ChatService:
             t = time.perf_counter()
             # "I"/"my" is the asker: for retrieval (their own documents, e.g. a review that
             # names them) and for the model
-            asked = personal(question, principal) if self.settings.chat_asker_name else question
+            asked, shown = question, model_question
+            if self.settings.chat_asker_name:
+                asked, shown = personal(question, principal), personal(model_question, principal)
             docs: list[Document] = retriever.invoke(asked)
             if excerpts:  # more passages, as the sentences worth reading are picked from them
                 docs = arrange(docs, k * PASSAGE_FACTOR)
@@ -298,13 +303,13 @@ class ChatService:
                 monitoring.metrics().record_chat(done)
                 yield done
                 return
-            if excerpts and summary_request(asked):
+            if excerpts and summary_request(shown):
                 # "highlights survey results and feedback" says nothing: ask for the content
-                asked = f"{asked} {SUMMARY_HINT}"
+                shown = f"{shown} {SUMMARY_HINT}"
             messages = answer_prompt.invoke(
                 {
                     "context": format_context(sources),
-                    "question": asked,
+                    "question": shown,
                     **self.prompts.partial_values(),
                 }
             ).to_messages()
@@ -318,7 +323,7 @@ class ChatService:
             unsupported: list[UnsupportedClaim] = []
             revised_from: str | None = None
             if self.settings.grounding != "off":
-                found = review(answer, sources, asked, refused=refused, no_answer=no_answer)
+                found = review(answer, sources, shown, refused=refused, no_answer=no_answer)
                 unsupported = found.unsupported
                 if self.settings.grounding == "retry" and found.instruction:
                     # answer once more, with what failed; the server's prompt cache holds
@@ -337,7 +342,7 @@ class ChatService:
                     cited = citations(answer, len(sources))
                     refused = is_refusal(answer, no_answer, cited)
                     unsupported = (
-                        [] if refused else check_grounding(answer, sources, question=asked)
+                        [] if refused else check_grounding(answer, sources, question=shown)
                     )
             total = time.perf_counter() - started
             timings = Timings(rewrite_s, retrieval_s, gen.first_token_s, total)

@@ -178,7 +178,11 @@ def test_follow_up_is_joined_to_the_previous_question_without_a_model_call(demo_
     first = only(events, Rewrite)[0]
     assert first.rewritten and first.question == joined
     assert spy.built[-1]["queries"] == [joined]
-    assert f"Question: {joined}" in llm.prompt_text(1)
+    # the model reads the follow-up first, then the question it follows
+    assert (
+        f'Question: And for contractors? (This follows the question: "{LEAVE}")'
+        in llm.prompt_text(1)
+    )
     assert only(events, Done)[0].question == joined
     assert session.turns[-1].standalone == joined
     # a question that stands on its own is searched as it is, whatever came before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_app.chain.followup import MAX_COMBINED_CHARS, combine, leans_on_history
+from rag_app.chain.followup import MAX_COMBINED_CHARS, combine, for_model, leans_on_history
 
 PREVIOUS = "How many weeks of paid parental leave do employees get?"
 
@@ -51,3 +51,14 @@ def test_no_previous_question_and_long_text():
     assert joined.endswith("And for contractors?")
     # the follow-up is never cut to make room for the earlier question
     assert combine(PREVIOUS, "and " + "x" * 600).startswith("and xxx")
+
+
+def test_the_model_reads_the_follow_up_first_and_the_question_it_follows_after():
+    assert for_model(PREVIOUS, "And for contractors?") == (
+        f'And for contractors? (This follows the question: "{PREVIOUS}")'
+    )
+    # a question that stands on its own is shown as it is
+    assert for_model(PREVIOUS, "Is there a limit on hotel costs?") == (
+        "Is there a limit on hotel costs?"
+    )
+    assert for_model("", "And for contractors?") == "And for contractors?"

@@ -223,7 +223,7 @@ CAP = "What is the maximum hotel cost per night on a business trip?"
 
 @pytest.mark.parametrize("source", [HOTELS, HOTEL_TABLE])
 def test_one_case_of_several_is_asked_again_for_each_case(source):
-    answer = "The maximum hotel cost per night is 180 GBP [1]."
+    answer = f"The maximum hotel cost per night is 180 GBP [{source.n}]."
     found = one_case_of_several(answer, [source], CAP)
     assert found is not None and found[0] == source.n
     assert any("Rest of UK" in row and "130 GBP" in row for row in found[1])
@@ -245,5 +245,9 @@ def test_one_case_of_several_is_asked_again_for_each_case(source):
 )
 def test_no_cases_alarm(question, answer):
     assert one_case_of_several(answer, [HOTELS], question) is None
+    # a figure of a passage the answer does not cite is a coincidence
+    assert (
+        one_case_of_several("It is 180 GBP [2].", [HOTELS, src(2, "Costs: 180 GBP")], CAP) is None
+    )
     if "180" in answer:  # (the last one is asked again, for its wording)
         assert review(answer, [HOTELS], question, no_answer=NO).instruction == ""

@@ -248,3 +248,17 @@ def test_a_summary_request_reads_the_best_document_whole_in_document_order() -> 
     assert [
         s.id for s in whole_document(sources, count_tokens=words, budget_tokens=1) if s.excerpt
     ] == ["c3"]
+
+
+def test_rows_of_other_dates_are_left_out_when_one_has_the_date_asked() -> None:
+    rota = source(
+        1,
+        "## On-call rota\n"
+        "- Week starting 06 Oct 2025: primary Bob Okafor, secondary Sanne de Graaf\n"
+        "- Week starting 13 Oct 2025: primary Sanne de Graaf, secondary Mehdi Benali\n"
+        "- Week starting 20 Oct 2025: primary Mehdi Benali, secondary Bob Okafor",
+    )
+    question = "Who is the secondary on call in the week starting 13 October 2025?"
+    (out,) = select(question, [rota], 200)
+    assert "13 Oct 2025: primary Sanne de Graaf, secondary Mehdi Benali" in out.excerpt
+    assert "06 Oct" not in out.excerpt and "20 Oct" not in out.excerpt

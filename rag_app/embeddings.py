@@ -218,6 +218,11 @@ class LocalEmbeddings(Embeddings):
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
 
+    def embed_queries(self, texts: list[str]) -> list[list[float]]:
+        """Many queries in one batched call (the vectors of `embed_query`, up to float rounding:
+        this model embeds queries and documents alike)."""
+        return self.embed_documents(texts)
+
 
 _OPENAI_DIMENSIONS = {
     "text-embedding-3-small": 1536,

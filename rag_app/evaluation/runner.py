@@ -418,6 +418,8 @@ def _retrieve_all(
     """Search every sample as every user; one report row per (user, sample)."""
     found = _Retrieved()
     t0 = time.perf_counter()
+    # every query is known now: embed them in batches, not one per search
+    ctx.app.query_vectors.prime(s.user_input for s in samples)
     total = len(ctx.whos) * len(samples)
     bar = (
         progress(total=total, desc=f"retrieving ({retriever})", unit="query") if progress else None

@@ -13,6 +13,17 @@ in hybrid fusion. It is *derived* from the store, never written to directly:
   metadata), so every host that shares a store sees every other host's writes. The index
   remembers the (token, chunk count) it was built at and compares them with the current ones
   before a search (one small read and one count).
+* **Refreshed in proportion to the change.** Next to the matrix the index keeps every chunk's
+  analysed terms (vocabulary ids and counts) and its metadata. A refresh scans ids and
+  metadata only (no texts), reads (`get`) and analyses just the new chunks and those whose
+  metadata changed (an ACL change), drops the removed ones, and recomputes the score
+  matrix from the cached terms (IDF is global, so the matrix is always recomputed; that is
+  numpy work, no text reads and no stemming). Chunk ids are content+metadata hashes at
+  ingestion, so changed text arrives under a new id; text rewritten in place under the same
+  id with the same metadata (only a direct `upsert` does that) keeps its old terms until a
+  full build, while its hits still carry the store's text. Without a usable cache (first
+  build, an index of another format or configuration, an inconsistent cache) it is built in
+  full.
 * **Never trusted for access.** The index's copy of texts and metadata can be stale (another
   host changed an ACL, a write has not been seen yet). `KeywordSearch` therefore confirms
   every hit against the store's current record by id (`search.confirm_with_store`):
@@ -21,8 +32,9 @@ in hybrid fusion. It is *derived* from the store, never written to directly:
   serving (re-checked) results while a new one is built on a worker thread; only a process
   with no index at all builds one before its first search. One-shot commands build in line.
 * **Persistence.** The index lives under ``<data_dir>/bm25/<store key>/`` (bm25s' own arrays and
-  JSON, no pickle, plus our ``chunks.jsonl``), published atomically via ``current.json``, so a
-  new process loads it instead of rebuilding, and concurrent builders never see half an index.
+  JSON, no pickle, plus our ``chunks.jsonl`` and the cached terms in ``*.npy``), published
+  atomically via ``current.json``, so a new process loads it instead of rebuilding (or, when it
+  is stale, refreshes it incrementally), and concurrent builders never see half an index.
 
 Access control: `KeywordIndex.search` takes the *effective filter* (access filter AND caller
 filter) and evaluates it with `filters.matches` on every chunk's metadata to build a mask
@@ -35,29 +47,43 @@ A plain BM25 retriever over all chunks followed by post-filtering (the classic
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
 import shutil
 import threading
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag_app.access.filters import Node, matches
+from rag_app.errors import RagAppError
 from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits
 from rag_app.sparse import Analyzer
 from rag_app.stores.base import IndexableStore, StoreHit, StoreRecord, indexable
 
 log = logging.getLogger(__name__)
 
-INDEX_FORMAT = 1
+_orjson: Any
+try:
+    _orjson = importlib.import_module("orjson")
+except ImportError:  # pragma: no cover - installed with chromadb
+    _orjson = None
+
+# 2: per-chunk analysed terms persisted next to the matrix (incremental refresh); an index of
+# another format is never loaded (its config hash differs) and is rebuilt.
+INDEX_FORMAT = 2
 MASK_CACHE_SIZE = 64
+FETCH_BATCH = 256  # ids per `store.get` when an incremental refresh reads changed chunks
+# Terms no chunk uses any more stay in the vocabulary (ids are stable between refreshes) until
+# there are this many and more than a quarter of the live ones; then ids are renumbered.
+COMPACT_MIN_DEAD = 1000
 
 
 def index_text(
@@ -76,6 +102,42 @@ def index_text(
     return "\n".join([title.strip()] * copies + [text])
 
 
+def same_metadata(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a chunk's metadata is unchanged: equal, with the same value types (equality
+    alone takes ``True`` for ``1`` and ``1.0``, which filters keep apart)."""
+    if old != new:
+        return False
+    for key, value in old.items():
+        other = new[key]
+        if type(value) is not type(other):
+            return False
+        if isinstance(value, list | tuple | dict) and not _same_types(value, other):
+            return False
+    return True
+
+
+def _same_types(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return all(_same_types(v, b[k]) for k, v in a.items())
+    if isinstance(a, list | tuple):
+        return all(_same_types(x, y) for x, y in zip(a, b, strict=True))
+    return True
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """One chunk as indexed: the store's text and metadata, and its analysed terms:
+    ``terms[0]`` the vocabulary ids (each once), ``terms[1]`` their counts (int32, shape
+    (2, n)), `length` its number of tokens."""
+
+    text: str
+    metadata: dict[str, Any]
+    terms: np.ndarray
+    length: int
+
+
 @dataclass(frozen=True)
 class _Built:
     key: tuple[str, int]  # (change token, chunk count) of the store when built
@@ -83,10 +145,16 @@ class _Built:
     texts: list[str]
     metadatas: list[dict[str, Any]]
     model: Any  # bm25s.BM25, or None for an empty store
+    docs: dict[str, _Doc]  # id -> chunk (the cache an incremental refresh starts from)
+    vocab: dict[str, int]  # term -> column of the matrix (the model's vocab_dict)
+
+
+class _Inconsistent(Exception):
+    """The cached terms do not fit the vocabulary: refresh from scratch."""
 
 
 class KeywordIndex:
-    """BM25 over every chunk of one store, rebuilt from the store when it changed."""
+    """BM25 over every chunk of one store, refreshed from the store when it changed."""
 
     def __init__(
         self,
@@ -118,7 +186,8 @@ class KeywordIndex:
         self._lock = threading.RLock()  # guards _built and the mask cache (held briefly)
         self._build_lock = threading.Lock()  # one build at a time (held while building)
         self._worker: threading.Thread | None = None
-        self.rebuilds = 0  # builds from the store in this process (for tests and stats)
+        self.rebuilds = 0  # builds from the store in this process, full or incremental
+        self.incremental = 0  # of which incremental (only new or changed chunks analysed)
         self.loads = 0  # loads from disk in this process
 
     # -- configuration ----------------------------------------------------------------------
@@ -142,7 +211,8 @@ class KeywordIndex:
         return (str(self._generation()), int(self.store.count()))
 
     def ensure_fresh(self) -> _Built:
-        """The index for the store as it is now: in memory, from disk, or rebuilt (in line)."""
+        """The index for the store as it is now: in memory, from disk, or refreshed (in line):
+        incrementally from the index in memory (or a stale one on disk) when there is one."""
         key = self.current_key()
         built = self._built
         if built is not None and built.key == key:
@@ -151,12 +221,16 @@ class KeywordIndex:
             built = self._built
             if built is not None and built.key == key:
                 return built
-            loaded = self._load(key)
-            if loaded is not None:
-                self._install(loaded)
-                self.loads += 1
-                return loaded
-            fresh = self._build(key)
+            pointer = self._pointer()
+            base = built
+            if pointer is not None and (pointer[1] == key or base is None):
+                loaded = self._load(pointer)
+                if loaded is not None and loaded.key == key:
+                    self._install(loaded)
+                    self.loads += 1
+                    return loaded
+                base = base or loaded  # a stale index on disk: what the refresh starts from
+            fresh = self._build(key, base)
             self._install(fresh)
             self.rebuilds += 1
             self._save(fresh)
@@ -173,7 +247,8 @@ class KeywordIndex:
         if built is not None and built.key == key:
             return built
         if built is None:
-            loaded = self._load(None)  # whatever was persisted, even if stale
+            pointer = self._pointer()
+            loaded = self._load(pointer) if pointer is not None else None  # even if stale
             if loaded is None:
                 return self.ensure_fresh()
             self._install(loaded)
@@ -185,7 +260,7 @@ class KeywordIndex:
         return built
 
     def refresh_in_background(self) -> None:
-        """Start a rebuild on a worker thread unless one is running (e.g. after an upload)."""
+        """Start a refresh on a worker thread unless one is running (e.g. after an upload)."""
         with self._lock:
             if self._worker is not None and self._worker.is_alive():
                 return
@@ -198,10 +273,10 @@ class KeywordIndex:
         try:
             self.ensure_fresh()
         except Exception:
-            log.exception("background BM25 rebuild failed; the previous index keeps serving")
+            log.exception("background BM25 refresh failed; the previous index keeps serving")
 
     def wait_for_refresh(self, timeout: float | None = None) -> None:
-        """Wait for a background rebuild to finish (tests, shutdown)."""
+        """Wait for a background refresh to finish (tests, shutdown)."""
         worker = self._worker
         if worker is not None:
             worker.join(timeout)
@@ -220,32 +295,174 @@ class KeywordIndex:
         return len(self.ensure_fresh().ids)
 
     # -- build ----------------------------------------------------------------------------------
-    def _build(self, key: tuple[str, int]) -> _Built:
-        ids: list[str] = []
-        texts: list[str] = []
-        metadatas: list[dict[str, Any]] = []
-        for record in self.store.records(with_text=True):
-            ids.append(record.id)
-            texts.append(record.text or "")
-            metadatas.append(dict(record.metadata))
-        log.info("building the BM25 index over %d chunks", len(ids))
-        model = self._fit(texts, metadatas)
-        # The store may have changed while we read it; the next search then rebuilds again.
-        return _Built(key=key, ids=ids, texts=texts, metadatas=metadatas, model=model)
+    def _build(self, key: tuple[str, int], base: _Built | None) -> _Built:
+        """The index at `key`: incrementally from `base` when there is one, else from scratch.
+        The store may change while we read it; the next search then refreshes again."""
+        if base is not None:
+            try:
+                updated = self._update(key, base)
+                self.incremental += 1
+                return updated
+            except RagAppError:
+                raise  # the store failed: a full build would fail the same way
+            except Exception as exc:
+                log.warning("incremental BM25 refresh failed (%s); rebuilding in full", exc)
+        return self._full(key)
 
-    def _fit(self, texts: list[str], metadatas: list[dict[str, Any]]) -> Any:
-        if not texts:
+    def _full(self, key: tuple[str, int]) -> _Built:
+        vocab: dict[str, int] = {}
+        docs: dict[str, _Doc] = {}
+        for record in self.store.records(with_text=True):
+            docs[record.id] = self._doc(record, vocab)
+        log.info("building the BM25 index over %d chunks", len(docs))
+        return self._assemble(key, list(docs), docs, vocab)
+
+    def _update(self, key: tuple[str, int], base: _Built) -> _Built:
+        """Refresh `base`: one scan of ids and metadata (no texts), then only new chunks and
+        chunks whose metadata changed are read (`store.get`) and analysed; removed ones are
+        dropped. Chunk ids are content+metadata hashes at ingestion, so new text means a new
+        id; a chunk rewritten under its id with new metadata is read again as well."""
+        order: list[str] = []
+        docs: dict[str, _Doc] = {}
+        wanted: dict[str | None, list[str]] = {}  # tenant -> ids to read
+        for record in self.store.records(with_text=False):
+            order.append(record.id)
+            old = base.docs.get(record.id)
+            if old is not None and same_metadata(old.metadata, record.metadata):
+                docs[record.id] = old
+            else:
+                tenant = record.metadata.get("tenant")
+                owner = tenant if isinstance(tenant, str) else None
+                wanted.setdefault(owner, []).append(record.id)
+        vocab = dict(base.vocab)
+        changed = 0
+        for tenant, ids in wanted.items():
+            for start in range(0, len(ids), FETCH_BATCH):
+                for record in self.store.get(ids[start : start + FETCH_BATCH], tenant=tenant):
+                    docs[record.id] = self._doc(record, vocab)
+                    changed += 1
+        # an id the store no longer had when we read it is simply left out
+        ids = [i for i in dict.fromkeys(order) if i in docs]
+        log.info("refreshing the BM25 index: %d chunks, %d read and analysed", len(ids), changed)
+        return self._assemble(key, ids, docs, vocab)
+
+    def _doc(self, record: StoreRecord, vocab: dict[str, int]) -> _Doc:
+        """Analyse one chunk; new terms are appended to `vocab`."""
+        text = record.text or ""
+        metadata = dict(record.metadata)
+        tokens = self.analyzer(index_text(text, metadata, self.title_field, self.title_weight))
+        counts = Counter(tokens)
+        terms = np.empty((2, len(counts)), dtype=np.int32)
+        # setdefault's default is evaluated first: a new term gets the next free id
+        terms[0] = np.fromiter(
+            (vocab.setdefault(t, len(vocab)) for t in counts), dtype=np.int32, count=len(counts)
+        )
+        terms[1] = np.fromiter(counts.values(), dtype=np.int32, count=len(counts))
+        return _Doc(text, metadata, terms, len(tokens))
+
+    def _assemble(
+        self, key: tuple[str, int], ids: list[str], docs: dict[str, _Doc], vocab: dict[str, int]
+    ) -> _Built:
+        chosen = [docs[i] for i in ids]  # removed chunks leave the cache
+        sizes = np.fromiter((d.terms.shape[1] for d in chosen), dtype=np.int64, count=len(ids))
+        terms = (
+            np.concatenate([d.terms for d in chosen], axis=1)
+            if chosen
+            else np.empty((2, 0), dtype=np.int32)
+        )
+        if terms.shape[1] and int(terms[0].max()) >= len(vocab):
+            raise _Inconsistent("a cached term id is outside the vocabulary")
+        doc_freqs = np.bincount(terms[0], minlength=len(vocab))
+        live = int(np.count_nonzero(doc_freqs))
+        if len(vocab) - live > max(COMPACT_MIN_DEAD, live // 4):
+            # many terms no chunk uses any more: renumber the vocabulary
+            used = doc_freqs > 0
+            renumber = np.full(len(vocab), -1, dtype=np.int32)
+            renumber[used] = np.arange(live, dtype=np.int32)
+            vocab = {t: int(renumber[i]) for t, i in vocab.items() if used[i]}
+            terms = np.stack([renumber[terms[0]], terms[1]])
+            doc_freqs = doc_freqs[used]
+            parts = np.split(terms, np.cumsum(sizes)[:-1], axis=1) if chosen else []
+            chosen = [replace(d, terms=t) for d, t in zip(chosen, parts, strict=True)]
+        lengths = np.fromiter((d.length for d in chosen), dtype=np.int64, count=len(ids))
+        return _Built(
+            key=key,
+            ids=ids,
+            texts=[d.text for d in chosen],
+            metadatas=[d.metadata for d in chosen],
+            model=self._fit(terms, sizes, lengths, doc_freqs, vocab),
+            docs=dict(zip(ids, chosen, strict=True)),
+            vocab=vocab,
+        )
+
+    def _fit(
+        self,
+        terms: np.ndarray,
+        sizes: np.ndarray,
+        lengths: np.ndarray,
+        doc_freqs: np.ndarray,
+        vocab: dict[str, int],
+    ) -> Any:
+        """The bm25s model over the analysed chunks (`terms`: every chunk's vocabulary ids and
+        counts, one after the other, `sizes` of them each; `lengths` in tokens), its score
+        matrix computed here in numpy with bm25s' own scoring functions (the same values its
+        `BM25.index` computes), so a refresh never re-analyses an unchanged chunk."""
+        if not lengths.size:
             return None
         import bm25s
+        import scipy.sparse as sp
+        from bm25s.scoring import (
+            _build_nonoccurrence_array,
+            _select_idf_scorer,
+            _select_tfc_scorer,
+        )
 
         # bm25s sets its own logger to DEBUG at import; keep it as quiet as everything else.
         logging.getLogger("bm25s").setLevel(logging.WARNING)
-        corpus = self.analyzer.many(
-            index_text(t, m, self.title_field, self.title_weight)
-            for t, m in zip(texts, metadatas, strict=True)
-        )
         model = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        model.index(corpus, show_progress=False)
+        n_docs, n_vocab = lengths.size, len(vocab)
+        cols = terms[0]
+        rows = np.repeat(np.arange(n_docs, dtype=np.int32), sizes)
+        tf = terms[1].astype(model.dtype)
+        avg_len = lengths.mean()
+        # idf per distinct document frequency, as bm25s computes it (Python floats, then cast)
+        idf_of = _select_idf_scorer(model.idf_method)
+        present = np.flatnonzero(doc_freqs)
+        distinct, inverse = np.unique(doc_freqs[present], return_inverse=True)
+        values = np.array([idf_of(int(v), N=n_docs) for v in distinct], dtype=np.float64)
+        idf = np.zeros(n_vocab, dtype=model.dtype)
+        idf[present] = values[inverse]
+        tfc = _select_tfc_scorer(model.method)(
+            tf_array=tf, l_d=lengths[rows], l_avg=avg_len, k1=self.k1, b=self.b, delta=model.delta
+        )
+        scores = idf[cols] * tfc
+        model.nonoccurrence_array = None
+        if model.method in model.methods_requiring_nonoccurrence:
+            model.nonoccurrence_array = _build_nonoccurrence_array(
+                doc_frequencies=dict(enumerate(doc_freqs.tolist())),
+                n_docs=n_docs,
+                compute_idf_fn=idf_of,
+                calculate_tfc_fn=_select_tfc_scorer(model.method),
+                l_d=avg_len,
+                l_avg=avg_len,
+                k1=self.k1,
+                b=self.b,
+                delta=model.delta,
+                dtype=model.dtype,
+            )
+            scores -= model.nonoccurrence_array[cols]
+        # rows arrive sorted, so each column lists its documents in order (as bm25s does)
+        matrix = sp.csc_matrix(
+            (scores.astype(model.dtype), (rows, cols)), shape=(n_docs, n_vocab), dtype=model.dtype
+        )
+        model.scores = {
+            "data": matrix.data,
+            "indices": matrix.indices,
+            "indptr": matrix.indptr,
+            "num_docs": n_docs,
+        }
+        model.vocab_dict = vocab
+        model.unique_token_ids_set = set(vocab.values())
         return model
 
     # -- persistence ----------------------------------------------------------------------------
@@ -254,8 +471,8 @@ class KeywordIndex:
             return None
         return self.directory
 
-    def _load(self, key: tuple[str, int] | None) -> _Built | None:
-        """The persisted index if it was built at `key` (None: at any key)."""
+    def _pointer(self) -> tuple[str, tuple[str, int]] | None:
+        """(folder, key) of the published index when it was built with this configuration."""
         root = self._root()
         if root is None:
             return None
@@ -268,31 +485,58 @@ class KeywordIndex:
         stored = current.get("key")
         if not isinstance(stored, list) or len(stored) != 2:
             return None
-        stored_key = (str(stored[0]), int(stored[1]))
-        if key is not None and stored_key != key:
+        try:
+            return str(current.get("dir", "")), (str(stored[0]), int(stored[1]))
+        except (TypeError, ValueError):
             return None
-        folder = root / str(current.get("dir", ""))
+
+    def _load(self, pointer: tuple[str, tuple[str, int]]) -> _Built | None:
+        """The persisted index `pointer` names, or None when it is unreadable."""
+        root = self._root()
+        if root is None:
+            return None
+        name, stored_key = pointer
+        folder = root / name
         try:
             ids: list[str] = []
             texts: list[str] = []
             metadatas: list[dict[str, Any]] = []
-            with (folder / "chunks.jsonl").open(encoding="utf-8") as fh:
+            with (folder / "chunks.jsonl").open("rb") as fh:
                 for line in fh:
-                    row = json.loads(line)
+                    row = _loads(line)
                     ids.append(row["id"])
                     texts.append(row["text"])
                     metadatas.append(row["metadata"])
+            terms = np.load(folder / "terms.npy", allow_pickle=False)
+            sizes = np.load(folder / "sizes.npy", allow_pickle=False)
+            lengths = np.load(folder / "lengths.npy", allow_pickle=False)
             model = None
+            vocab: dict[str, int] = {}
             if ids:
                 import bm25s
 
                 model = bm25s.BM25.load(
                     str(folder / "bm25"), mmap=False, allow_pickle=False, show_progress=False
                 )
+                vocab = model.vocab_dict
+            _check_loaded(len(ids), terms, sizes, lengths, model, vocab)
         except Exception as exc:
             log.warning("BM25 index in %s is unreadable (%s); rebuilding", folder, exc)
             return None
-        return _Built(key=stored_key, ids=ids, texts=texts, metadatas=metadatas, model=model)
+        parts = np.split(terms, np.cumsum(sizes)[:-1], axis=1) if ids else []
+        docs = {
+            i: _Doc(t, m, part, int(n))
+            for i, t, m, part, n in zip(ids, texts, metadatas, parts, lengths, strict=True)
+        }
+        return _Built(
+            key=stored_key,
+            ids=ids,
+            texts=texts,
+            metadatas=metadatas,
+            model=model,
+            docs=docs,
+            vocab=vocab,
+        )
 
     def _save(self, built: _Built) -> None:
         root = self._root()
@@ -303,10 +547,17 @@ class KeywordIndex:
             name = f"index-{uuid.uuid4().hex[:12]}"
             tmp = root / f"tmp-{name}"
             tmp.mkdir()
-            with (tmp / "chunks.jsonl").open("w", encoding="utf-8") as fh:
-                for i, t, m in zip(built.ids, built.texts, built.metadatas, strict=True):
-                    fh.write(json.dumps({"id": i, "text": t, "metadata": m}, ensure_ascii=False))
-                    fh.write("\n")
+            chosen = [built.docs[i] for i in built.ids]
+            with (tmp / "chunks.jsonl").open("wb") as fh:
+                fh.writelines(
+                    _dumps({"id": i, "text": d.text, "metadata": d.metadata})
+                    for i, d in zip(built.ids, chosen, strict=True)
+                )
+            terms = [d.terms for d in chosen]
+            empty = np.empty((2, 0), dtype=np.int32)
+            np.save(tmp / "terms.npy", np.concatenate(terms, axis=1) if terms else empty)
+            np.save(tmp / "sizes.npy", np.array([t.shape[1] for t in terms], dtype=np.int64))
+            np.save(tmp / "lengths.npy", np.array([d.length for d in chosen], dtype=np.int64))
             if built.model is not None:
                 built.model.save(str(tmp / "bm25"), allow_pickle=False, show_progress=False)
             os.replace(tmp, root / name)
@@ -419,3 +670,38 @@ def index_directory(data_dir: Path, store_location: str) -> Path:
     """Where the BM25 index of one store lives: ``<data_dir>/bm25/<hash of the location>``."""
     digest = hashlib.sha256(store_location.encode()).hexdigest()[:16]
     return Path(data_dir) / "bm25" / digest
+
+
+def _dumps(row: dict[str, Any]) -> bytes:
+    """One line of ``chunks.jsonl`` (orjson where installed: a chromadb dependency)."""
+    if _orjson is not None:
+        try:
+            return bytes(_orjson.dumps(row)) + b"\n"
+        except TypeError:  # e.g. a value orjson does not know: the standard library's way
+            pass
+    return (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+
+
+def _loads(line: bytes) -> Any:
+    return _orjson.loads(line) if _orjson is not None else json.loads(line)
+
+
+def _check_loaded(
+    n_docs: int,
+    terms: np.ndarray,
+    sizes: np.ndarray,
+    lengths: np.ndarray,
+    model: Any,
+    vocab: dict[str, int],
+) -> None:
+    """Raise `_Inconsistent` unless the persisted parts of an index fit together."""
+    if terms.ndim != 2 or terms.shape[0] != 2 or sizes.shape != (n_docs,):
+        raise _Inconsistent("the cached terms do not match the chunks")
+    if lengths.shape != (n_docs,) or np.any(sizes < 0) or int(sizes.sum()) != terms.shape[1]:
+        raise _Inconsistent("the cached terms do not match the chunks")
+    if n_docs == 0:
+        return
+    if int(model.scores["num_docs"]) != n_docs or model.scores["indptr"].size != len(vocab) + 1:
+        raise _Inconsistent("the score matrix does not match the chunks")
+    if terms.shape[1] and (int(terms[0].min()) < 0 or int(terms[0].max()) >= len(vocab)):
+        raise _Inconsistent("a cached term id is outside the vocabulary")

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from rag_app.access.filters import Node
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError
+from rag_app.retrieval.queries import QueryVectors
 from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits, RawRetriever
 from rag_app.stores.base import NativeHybrid, StoreHit, VectorStorePort
 
@@ -288,12 +289,20 @@ class NativeHybridRetriever:
     name = "hybrid"
     from_store = True
 
-    def __init__(self, store: NativeHybrid, embeddings: EmbeddingModel, *, alpha: float) -> None:
+    def __init__(
+        self,
+        store: NativeHybrid,
+        embeddings: EmbeddingModel,
+        *,
+        alpha: float,
+        vectors: QueryVectors | None = None,
+    ) -> None:
         self.store = store
         self.embeddings = embeddings
         self.alpha = alpha
+        self.vectors = vectors or QueryVectors(embeddings)
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
-        vector = self.embeddings.embed_query(query)
+        vector = self.vectors(query)
         hits = self.store.hybrid_query(query, vector, k, where, tenant=tenant, alpha=self.alpha)
         return RawHits(hits, {h.id: {"fused": h.score} for h in hits})

@@ -34,6 +34,7 @@ from rag_app.access.filters import FieldKind, Node, parse_filter, to_dict
 from rag_app.access.permissions import Principal, can_read, effective_filter
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError, FilterError
+from rag_app.retrieval.queries import QueryVectors
 from rag_app.stores.base import StoreHit, StoreRecord, VectorStorePort
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,18 @@ class DenseRetriever:
     name = "dense"
     from_store = True
 
-    def __init__(self, store: VectorStorePort, embeddings: EmbeddingModel) -> None:
+    def __init__(
+        self,
+        store: VectorStorePort,
+        embeddings: EmbeddingModel,
+        vectors: QueryVectors | None = None,
+    ) -> None:
         self.store = store
         self.embeddings = embeddings
+        self.vectors = vectors or QueryVectors(embeddings)
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
-        return self.retrieve_vector(self.embeddings.embed_query(query), k, where, tenant)
+        return self.retrieve_vector(self.vectors(query), k, where, tenant)
 
     def retrieve_vector(self, vector: Sequence[float], k: int, where: Node, tenant: str) -> RawHits:
         return RawHits(self.store.query(vector, k, where, tenant=tenant))
@@ -370,9 +377,10 @@ class SecureSearch(PermissionGuard):
         known_fields: KnownFields | None = None,
         date_fields: tuple[str, ...] = (),
         default_k: int = 5,
+        vectors: QueryVectors | None = None,
     ) -> None:
         super().__init__(
-            DenseRetriever(store, embeddings),
+            DenseRetriever(store, embeddings, vectors),
             store,
             known_fields=known_fields,
             date_fields=date_fields,

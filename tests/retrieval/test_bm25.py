@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rag_app.access.filters import Cmp, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.app import App
-from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch, index_text
+from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch, index_text, same_metadata
 from rag_app.settings import Settings
 from rag_app.sparse import Analyzer
 from rag_app.stores.chroma import ChromaStore
@@ -174,6 +176,157 @@ def test_a_corrupt_persisted_index_is_rebuilt(store: ChromaStore, tmp_path: Path
     index = KeywordIndex(store, generation=lambda: 1, directory=folder)
     assert index.search("payroll", 5, access_filter(ANON))
     assert (index.rebuilds, index.loads) == (1, 0)
+
+
+# -- incremental refresh -----------------------------------------------------------------------
+EVERYONE = Cmp("tenant", "$ne", "nobody")  # every chunk passes (the index's own pre-filter)
+QUERIES = ["payroll salary", "kubernetes outage", "salary bands", "globex payroll", "new words"]
+
+
+class CountingAnalyzer(Analyzer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self, text: str) -> list[str]:
+        self.calls += 1
+        return super().__call__(text)
+
+
+def put(store: ChromaStore, rid: str, text: str, **meta: Any) -> None:
+    store.upsert([rid], [text], HashEmbeddings(8).embed_documents([text]), [meta])
+
+
+def everything(index: KeywordIndex) -> list[list[Any]]:
+    return [index.search(q, 10, EVERYONE) for q in QUERIES]
+
+
+def test_an_incremental_refresh_equals_a_full_rebuild(store: ChromaStore) -> None:
+    generation = [0]
+    index = KeywordIndex(store, generation=lambda: generation[0])
+    index.refresh()
+    put(store, "c5", "new words about payroll", tenant="acme", acl=["public"])  # added
+    store.delete(["c4"])  # deleted
+    store.delete(["c3"])  # text changed: a new id, as ingestion does it
+    put(store, "c3b", "payroll of globex, new words", tenant="globex", acl=["public"])
+    put(store, "c1", "payroll salary payroll", tenant="acme", acl=["group:hr"])  # ACL only
+    put(store, "c2", "salary bands outage", tenant="acme", acl=["group:hr"], title="Bands")
+    generation[0] += 1
+    index.refresh()
+    assert (index.rebuilds, index.incremental) == (2, 1)
+    full = KeywordIndex(store, generation=lambda: generation[0])
+    full.refresh()
+    assert (full.rebuilds, full.incremental) == (1, 0)
+    assert index.records() == full.records()
+    assert everything(index) == everything(full)  # same ids, order and (float) scores
+    assert everything(index)[0]  # and there is something to compare
+
+
+def test_a_small_change_reads_and_analyses_only_the_changed_chunks(
+    store: ChromaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    generation = [0]
+    analyzer = CountingAnalyzer()
+    index = KeywordIndex(store, generation=lambda: generation[0], analyzer=analyzer)
+    index.refresh()
+    assert analyzer.calls == 4
+    read: list[str] = []
+    real_get = store.get
+    monkeypatch.setattr(store, "get", lambda ids, **kw: read.extend(ids) or real_get(ids, **kw))
+
+    def change(action: Any) -> tuple[int, list[str]]:
+        before = analyzer.calls
+        read.clear()
+        action()
+        generation[0] += 1
+        index.refresh()
+        return analyzer.calls - before, sorted(read)
+
+    assert change(lambda: put(store, "c5", "new words", tenant="acme", acl=["public"])) == (
+        1,
+        ["c5"],
+    )
+    acl = change(lambda: put(store, "c1", "payroll salary payroll", tenant="acme", acl=["x"]))
+    assert acl == (1, ["c1"])
+    assert change(lambda: store.delete(["c4"])) == (0, [])
+    assert (index.rebuilds, index.incremental) == (4, 3)
+
+
+def test_metadata_changes_are_told_apart_by_type() -> None:
+    assert same_metadata({"acl": ["a"], "flag": True}, {"flag": True, "acl": ["a"]})
+    assert not same_metadata({"flag": True}, {"flag": 1})  # equal in Python, not to a filter
+    assert not same_metadata({"n": [1]}, {"n": [1.0]})
+    assert not same_metadata({"acl": ["a"]}, {"acl": ["a", "b"]})
+
+
+def test_an_acl_change_reaches_the_mask(store: ChromaStore) -> None:
+    generation = [0]
+    index = KeywordIndex(store, generation=lambda: generation[0])
+    keyword = KeywordSearch(index)
+    assert [h.id for h in index.search("salary", 1, access_filter(ANON))] == ["c1"]
+    # widened: c2 (hr-only) becomes public and must take its place in a top-1 (no starvation)
+    put(store, "c2", "salary bands confidential", tenant="acme", acl=["public"], flag=1)
+    # narrowed: c1 becomes hr-only, and the index's own mask must drop it (no stale widening)
+    put(store, "c1", "payroll salary payroll", tenant="acme", acl=["group:hr"], flag=True)
+    generation[0] += 1
+    assert [h.id for h in index.search("salary bands", 1, access_filter(ANON))] == ["c2"]
+    assert "c1" not in {h.id for h in index.search("payroll", 5, access_filter(ANON))}
+    assert index.incremental == 1
+    assert [h.id for h in keyword.search(ANON, "payroll salary").hits] == ["c2"]
+    # a change the index has not seen yet (token not moved): the store's record still decides
+    put(store, "c2", "salary bands confidential", tenant="acme", acl=["group:hr"], flag=1)
+    assert keyword.search(ANON, "salary").hits == []
+
+
+@pytest.mark.parametrize("method", ["lucene", "robertson", "bm25+"])
+def test_the_score_matrix_equals_bm25s_own(store: ChromaStore, method: str) -> None:
+    import bm25s
+
+    index = KeywordIndex(store, generation=lambda: 0, method=method)
+    built = index.ensure_fresh()
+    reference = bm25s.BM25(k1=index.k1, b=index.b, method=index.method)
+    reference.index(
+        [index.analyzer(index_text(r.text or "", r.metadata, "title", 2)) for r in index.records()],
+        show_progress=False,
+    )
+    for query in QUERIES[:4]:
+        tokens = index.analyzer(query)
+        assert list(built.model.get_scores(tokens)) == list(reference.get_scores(tokens))
+
+
+def test_an_old_format_index_is_rebuilt(store: ChromaStore, tmp_path: Path) -> None:
+    """An index persisted by the previous format (no cached terms) is never loaded nor used
+    as the base of a refresh, even when it was built at the current key."""
+    folder = tmp_path / "bm25"
+    (folder / "index-old").mkdir(parents=True)
+    rows = [{"id": "c1", "text": "stale words", "metadata": {"tenant": "acme", "acl": ["public"]}}]
+    (folder / "index-old" / "chunks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    index = KeywordIndex(store, generation=lambda: 3, directory=folder)
+    old = hashlib.sha256(json.dumps({**index.config, "format": 1}, sort_keys=True).encode())
+    pointer = {"dir": "index-old", "key": ["3", 4], "config": old.hexdigest()[:16]}
+    (folder / "current.json").write_text(json.dumps(pointer))
+    assert [h.id for h in index.search("payroll", 5, access_filter(ANON))] == ["c1"]
+    assert (index.rebuilds, index.incremental, index.loads) == (1, 0, 0)
+    assert not (folder / "index-old").exists()
+    again = KeywordIndex(store, generation=lambda: 3, directory=folder)
+    assert again.size == 4 and (again.rebuilds, again.loads) == (0, 1)
+
+
+def test_a_stale_persisted_index_is_refreshed_incrementally(
+    store: ChromaStore, tmp_path: Path
+) -> None:
+    folder = tmp_path / "bm25"
+    KeywordIndex(store, generation=lambda: 1, directory=folder).refresh()
+    put(store, "c5", "kubernetes again", tenant="acme", acl=["public"])
+    analyzer = CountingAnalyzer()
+    index = KeywordIndex(store, generation=lambda: 2, directory=folder, analyzer=analyzer)
+    assert {h.id for h in index.search("kubernetes", 5, access_filter(ANON))} == {"c4", "c5"}
+    assert (index.rebuilds, index.incremental, index.loads, analyzer.calls) == (1, 1, 0, 2)
+    # inconsistent cached terms: unreadable, so the next process builds in full
+    current = json.loads((folder / "current.json").read_text())
+    np.save(folder / current["dir"] / "sizes.npy", np.zeros(5, dtype=np.int64))
+    full = KeywordIndex(store, generation=lambda: 3, directory=folder)
+    assert full.size == 5 and (full.rebuilds, full.incremental) == (1, 0)
 
 
 # -- in step with ingestion -------------------------------------------------------------------

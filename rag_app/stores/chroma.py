@@ -12,7 +12,10 @@ keeps stale metadata keys, and `add_texts` does not split batches to the server'
 from __future__ import annotations
 
 import logging
+import math
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ from urllib.parse import urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag_app.access.filters import And, Cmp, Node, Or, and_
+from rag_app.access.filters import And, Cmp, Node, Or, and_, matches
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
 from rag_app.stores.registry import StoreSpec
@@ -29,6 +32,16 @@ from rag_app.stores.registry import StoreSpec
 log = logging.getLogger(__name__)
 
 _PAGE = 1000
+# A filtered query first looks this deep without the filter (see `ChromaStore.query`), then
+# as deep as the share of hits that matched the same filter before asks for (with slack) ...
+OPTIMISTIC_FACTOR = 2
+OPTIMISTIC_EXTRA = 20
+SHARE_SLACK = 1.2
+# ... unless under this share matched (a narrow filter: Chroma's own filter is cheaper).
+MIN_SHARE = 0.25
+NARROW_FILTERS = 256  # filters remembered
+# HNSW search depth (Chroma's default is 100): see `ChromaStore._raise_ef_search`.
+EF_SEARCH = 400
 # Collection metadata key holding a random token that every write through this adapter
 # replaces: derived copies (the BM25 index) compare it to decide whether they are stale. It
 # lives in the store, so every host sharing a Chroma server sees every other host's writes.
@@ -81,6 +94,9 @@ class ChromaStore:
         import chromadb
         from chromadb.config import Settings as ChromaSettings
 
+        # per filter, the share of unfiltered hits that matched it (see `query`)
+        self._shares: OrderedDict[str, float] = OrderedDict()
+        self._narrow_lock = threading.Lock()
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         try:
             if url:
@@ -103,9 +119,10 @@ class ChromaStore:
             self._collection = self._client.get_or_create_collection(
                 name=collection,
                 embedding_function=None,  # never let Chroma load its default ONNX model
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
                 metadata={"embedding_model": embedding_model, "dimension": dimension},
             )
+            self._raise_ef_search()
         except ConfigError:
             raise
         except Exception as exc:
@@ -208,17 +225,75 @@ class ChromaStore:
         except StoreError:
             log.warning("could not record a partial change of %s", self._info.collection)
 
+    def _raise_ef_search(self) -> None:
+        """A collection made with Chroma's default search depth (ef_search 100) gets
+        `EF_SEARCH`: with it, a query's top 100 on SciFact holds 99.9% of the exact top 100
+        (97.6% with 100), at no measurable cost. Only the search setting changes, no data;
+        a server that refuses the change keeps the old depth."""
+        try:
+            hnsw = (self._collection.configuration_json or {}).get("hnsw") or {}
+            if int(hnsw.get("ef_search") or 0) < EF_SEARCH:
+                self._collection.modify(configuration={"hnsw": {"ef_search": EF_SEARCH}})
+        except Exception as exc:
+            log.warning("could not raise ef_search of %s: %s", self._collection.name, exc)
+
     def query(
         self, vector: Sequence[float], k: int, where: Node | None, *, tenant: str | None = None
+    ) -> list[StoreHit]:
+        """Top-k among the records matching `where` (in `tenant`).
+
+        Chroma evaluates a ``where`` filter over the collection's metadata on every query
+        (about 60 ms at 11k records here, against 2 ms for the vector search itself). So a
+        filtered query is first tried *without* the filter, `OPTIMISTIC_FACTOR` times as
+        deep, and the filter is applied here to the hits' metadata with the grammar's own
+        evaluator (`filters.matches`, the one the BM25 masks use): when at least k hits
+        match, they are exactly the k best matching records (any better matching record
+        would be among the deeper unfiltered hits). Otherwise the query runs with Chroma's
+        filter as before. The share of hits that matched is remembered per filter: the next
+        query with it looks just as deep as that share needs, or, under `MIN_SHARE` (a
+        narrow filter), goes to Chroma's filter directly. Either way every hit is re-checked
+        by the permission guard."""
+        where = _in_tenant(where, tenant)
+        if where is None:
+            return self._query(vector, k, None)
+        key = repr(where)
+        with self._narrow_lock:
+            share = self._shares.get(key)  # share of unfiltered hits that matched last time
+        if share is None or share >= MIN_SHARE:
+            # deep enough for k matches at the share seen before (twice as deep at first)
+            depth = k * OPTIMISTIC_FACTOR if share is None else math.ceil(k / share * SHARE_SLACK)
+            depth = max(depth, k + OPTIMISTIC_EXTRA)
+            hits = self._query(vector, depth, None)
+            try:
+                kept: list[StoreHit] | None = [h for h in hits if matches(where, h.metadata)]
+            except Exception:  # a filter the evaluator cannot judge: Chroma's own filter
+                kept = None
+            if kept is not None:
+                self._remember(key, len(kept) / len(hits) if hits else 1.0)
+            # (fewer hits than asked: the whole collection was seen)
+            if kept is not None and (len(kept) >= k or len(hits) < depth):
+                return kept[:k]
+            if kept is None:
+                self._remember(key, 0.0)
+        return self._query(vector, k, translate(where))
+
+    def _remember(self, key: str, share: float) -> None:
+        with self._narrow_lock:
+            self._shares[key] = share
+            self._shares.move_to_end(key)
+            while len(self._shares) > NARROW_FILTERS:
+                self._shares.popitem(last=False)
+
+    def _query(
+        self, vector: Sequence[float], k: int, native: dict[str, Any] | None
     ) -> list[StoreHit]:
         kwargs: dict[str, Any] = {
             "query_embeddings": [list(vector)],
             "n_results": k,
             "include": ["documents", "metadatas", "distances"],
         }
-        where = _in_tenant(where, tenant)
-        if where is not None:
-            kwargs["where"] = translate(where)
+        if native is not None:
+            kwargs["where"] = native
         try:
             res = self._collection.query(**kwargs)
         except Exception as exc:
@@ -405,7 +480,7 @@ class ChromaStore:
             coll = self._client.create_collection(
                 name=name,
                 embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
+                configuration={"hnsw": {"space": "cosine", "ef_search": EF_SEARCH}},
                 metadata=meta,
             )
         except Exception as exc:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rag_app.access.filters import matches
 from rag_app.stores.base import VectorStorePort
-from rag_app.stores.chroma import ChromaStore
+from rag_app.stores.chroma import ChromaStore, _in_tenant, translate
 from tests.conformance.store_conformance import StoreConformance
 from tests.stores.chroma_known_failures import CHROMA_KNOWN_FAILURES
 
@@ -54,3 +55,46 @@ class TestChromaEmbedded(StoreConformance):
             )
 
         return reopen
+
+
+def test_a_filtered_query_skips_chromas_filter_only_when_that_gives_the_same_hits(tmp_path):
+    """`ChromaStore.query` first looks deeper without the filter and filters the hits itself;
+    the result must equal Chroma's own filtered query, for broad and narrow filters."""
+    import random
+
+    from rag_app.access.filters import Cmp
+
+    rng = random.Random(3)
+    store = ChromaStore(path=tmp_path, collection="opt", dimension=8, embedding_model="fake")
+    n = 400
+    vectors = [[rng.gauss(0, 1) for _ in range(8)] for _ in range(n)]
+    groups = ["public"] * 90 + ["rare"] * 2 + ["hr"] * 8  # public 90%, rare 2%
+    metas = [{"tenant": "t", "acl": [groups[i % 100]], "year": 2000 + i % 20} for i in range(n)]
+    store.upsert([f"id{i}" for i in range(n)], [f"text {i}" for i in range(n)], vectors, metas)
+    calls: list[bool] = []  # True: Chroma's own where filter was used
+    real = store._collection.query
+
+    def spy(**kwargs):
+        calls.append("where" in kwargs)
+        return real(**kwargs)
+
+    store._collection.query = spy  # type: ignore[method-assign]
+    for where in (
+        Cmp("acl", "$contains", "public"),  # broad: no Chroma filter needed
+        Cmp("acl", "$contains", "rare"),  # narrow: Chroma's filter
+        Cmp("year", "$gte", 2010),
+    ):
+        for q in range(5):
+            query = [rng.gauss(0, 1) for _ in range(8)]
+            calls.clear()
+            got = store.query(query, 10, where, tenant="t")
+            used = list(calls)
+            expected = store._query(query, 10, translate(_in_tenant(where, "t")))
+            assert [h.id for h in got] == [h.id for h in expected]
+            assert all(matches(_in_tenant(where, "t"), h.metadata) for h in got)
+            if where.value == "public":
+                assert used == [False]
+            if where.value == "rare":
+                # tried once without the filter, then remembered as narrow
+                assert used == ([False, True] if q == 0 else [True])
+    store.close()

@@ -300,7 +300,7 @@ class NativeHybridRetriever:
         self.store = store
         self.embeddings = embeddings
         self.alpha = alpha
-        self.vectors = vectors or QueryVectors(embeddings)
+        self.vectors = vectors if vectors is not None else QueryVectors(embeddings)
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         vector = self.vectors(query)

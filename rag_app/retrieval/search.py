@@ -119,7 +119,7 @@ class DenseRetriever:
     ) -> None:
         self.store = store
         self.embeddings = embeddings
-        self.vectors = vectors or QueryVectors(embeddings)
+        self.vectors = vectors if vectors is not None else QueryVectors(embeddings)
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         return self.retrieve_vector(self.vectors(query), k, where, tenant)

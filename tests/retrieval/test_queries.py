@@ -57,3 +57,17 @@ def test_the_cache_is_bounded_and_forgets_the_least_recently_used():
     plain = QueryVectors(HashEmbeddings(dimension=8))
     plain.prime(["x", "y"])
     assert len(plain) == 2 and plain.computed == 2
+
+
+def test_the_apps_searchers_share_one_cache_even_when_built_before_it_was_filled(tmp_path):
+    # an empty cache is falsy (len 0): it must still be the one the searchers use
+    from rag_app.app import App
+    from rag_app.settings import Settings
+
+    app = App(Settings(data_dir=tmp_path), embeddings=HashEmbeddings(dimension=8))
+    dense = app.search.raw
+    assert dense.vectors is app.query_vectors
+    app.query_vectors.prime(["a question"])
+    before = app.query_vectors.computed
+    dense.vectors("a question")
+    assert app.query_vectors.computed == before

@@ -96,7 +96,7 @@ class ChromaStore:
 
         # per filter, the share of unfiltered hits that matched it (see `query`)
         self._shares: OrderedDict[str, float] = OrderedDict()
-        self._narrow_lock = threading.Lock()
+        self._shares_lock = threading.Lock()
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         try:
             if url:
@@ -257,7 +257,7 @@ class ChromaStore:
         if where is None:
             return self._query(vector, k, None)
         key = repr(where)
-        with self._narrow_lock:
+        with self._shares_lock:
             share = self._shares.get(key)  # share of unfiltered hits that matched last time
         if share is None or share >= MIN_SHARE:
             # deep enough for k matches at the share seen before (twice as deep at first)
@@ -265,20 +265,18 @@ class ChromaStore:
             depth = max(depth, k + OPTIMISTIC_EXTRA)
             hits = self._query(vector, depth, None)
             try:
-                kept: list[StoreHit] | None = [h for h in hits if matches(where, h.metadata)]
-            except Exception:  # a filter the evaluator cannot judge: Chroma's own filter
-                kept = None
-            if kept is not None:
+                kept = [h for h in hits if matches(where, h.metadata)]
+            except Exception:  # a filter the evaluator cannot judge: Chroma's own filter,
+                self._remember(key, 0.0)  # now and from now on
+            else:
                 self._remember(key, len(kept) / len(hits) if hits else 1.0)
-            # (fewer hits than asked: the whole collection was seen)
-            if kept is not None and (len(kept) >= k or len(hits) < depth):
-                return kept[:k]
-            if kept is None:
-                self._remember(key, 0.0)
+                # (fewer hits than asked: the whole collection was seen)
+                if len(kept) >= k or len(hits) < depth:
+                    return kept[:k]
         return self._query(vector, k, translate(where))
 
     def _remember(self, key: str, share: float) -> None:
-        with self._narrow_lock:
+        with self._shares_lock:
             self._shares[key] = share
             self._shares.move_to_end(key)
             while len(self._shares) > NARROW_FILTERS:

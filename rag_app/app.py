@@ -97,11 +97,23 @@ class App:
     def store(self) -> VectorStorePort:
         from rag_app.stores import open_store
 
-        return open_store(
-            self.settings,
-            dimension=self.embeddings.dimension,
-            embedding_model=self.embeddings.name,
-        )
+        try:
+            return open_store(
+                self.settings,
+                dimension=self.embeddings.dimension,
+                embedding_model=self.embeddings.name,
+            )
+        except ConfigError as exc:
+            if "mixing models" in str(exc) and isinstance(
+                getattr(self.embeddings, "backend", None), str
+            ):
+                raise ConfigError(
+                    f"{exc} The local model's name includes its backend where the vectors "
+                    "differ (RAG_EMBED_BACKEND: torch and onnx give the same vectors, "
+                    "onnx-int8 others): set RAG_EMBED_BACKEND back to what this collection "
+                    "was built with, or ingest into another collection."
+                ) from exc
+            raise
 
     @cached_property
     def store_location(self) -> str:

@@ -1,0 +1,215 @@
+"""RAG_EMBED_BACKEND: the local model on torch, ONNX Runtime (fp32) or ONNX Runtime int8."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from rag_app import onnx_encoder
+from rag_app.app import App, build_embeddings
+from rag_app.embeddings import LocalEmbeddings, bundled_minilm_path
+from rag_app.errors import ConfigError, MissingPackageError
+from rag_app.settings import Settings
+
+TEXTS = [
+    "What is the parental leave policy?",
+    "Halcyon's HR-200 robot carries 600 kg across warehouse floors; its lidar sees 40 m.",
+    "",
+    "Ünïcödé, emoji 🙂 and CJK 漢字 survive tokenisation.",
+    # longer than the model's 256 tokens: both backends truncate it the same way
+    " ".join(f"Sentence {i} about vitamin D, bone density and fracture risk." for i in range(80)),
+]
+
+
+# -- settings ---------------------------------------------------------------------------------
+def test_backend_setting_validates(monkeypatch):
+    assert Settings(embed_backend="onnx").embed_backend == "onnx"
+    monkeypatch.setenv("RAG_EMBED_BACKEND", "onnx-int8")
+    assert Settings().embed_backend == "onnx-int8"
+    monkeypatch.setenv("RAG_EMBED_BACKEND", "tensorrt")
+    with pytest.raises(ValidationError, match="embed_backend"):
+        Settings()
+
+
+def test_build_embeddings_passes_backend_and_cache(tmp_path):
+    emb = build_embeddings(Settings(embed_backend="onnx-int8", embed_cache_dir=tmp_path))
+    assert isinstance(emb, LocalEmbeddings)
+    assert emb.backend == "onnx-int8"
+    assert emb.cache_dir == tmp_path
+    assert emb._model is None  # nothing loaded or exported yet
+
+
+def test_unknown_backend_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown embedding backend"):
+        LocalEmbeddings(backend="cuda")  # type: ignore[arg-type]
+
+
+def test_model_name_differs_where_vectors_differ():
+    torch_name = LocalEmbeddings(backend="torch").name
+    assert torch_name == "all-MiniLM-L6-v2"
+    # fp32 ONNX gives torch's vectors up to float rounding (bench/bench_encoder.py): an index
+    # built with either is the same model's
+    assert LocalEmbeddings(backend="onnx").name == torch_name
+    # int8 vectors are not torch's: another name, so a store never mixes the two
+    assert LocalEmbeddings(backend="onnx-int8").name == "all-MiniLM-L6-v2+onnx-int8"
+
+
+def test_ingest_fingerprint_records_the_backend(tmp_path):
+    def fingerprint(backend: str) -> str:
+        settings = Settings(data_dir=tmp_path / backend, embed_backend=backend)
+        return App(settings).ingestor.settings_fingerprint
+
+    prints = {b: fingerprint(b) for b in ("torch", "onnx", "onnx-int8")}
+    assert len(set(prints.values())) == 3  # switching backend re-embeds on the next ingest
+
+
+def test_a_collection_never_mixes_int8_and_float_vectors(tmp_path):
+    def store(backend: str):
+        return App(Settings(data_dir=tmp_path, embed_backend=backend)).store
+
+    store("torch")  # creates the collection, recording the model's name
+    store("onnx")  # the same vectors: the same collection opens
+    with pytest.raises(ConfigError, match="set RAG_EMBED_BACKEND back"):
+        store("onnx-int8")
+
+
+# -- missing packages ---------------------------------------------------------------------------
+def test_missing_onnxruntime_names_the_install_command(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails
+    emb = LocalEmbeddings(backend="onnx", cache_dir=tmp_path)
+    with pytest.raises(MissingPackageError, match=r"pip install 'onnxruntime'") as info:
+        emb.embed_query("hello")
+    assert "RAG_EMBED_BACKEND=onnx" in str(info.value)
+
+
+def test_missing_export_package_names_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(MissingPackageError, match=r"pip install 'onnx'"):
+        onnx_encoder.ensure_export(bundled_minilm_path(), "onnx-int8", tmp_path)
+
+
+# -- the export cache (a stand-in exporter: no model is loaded) ---------------------------------
+class _FakeExporter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, model_path: Path, target: Path, backend: str) -> None:
+        self.calls += 1
+        (target / onnx_encoder.MODEL_FILE).write_bytes(b"onnx" * 1000 + backend.encode())
+
+
+def test_export_is_cached_and_a_broken_entry_is_rebuilt(tmp_path):
+    model = bundled_minilm_path()
+    exporter = _FakeExporter()
+    first = onnx_encoder.ensure_export(model, "onnx", tmp_path, exporter=exporter)
+    assert exporter.calls == 1
+    mtime = first.stat().st_mtime_ns
+    again = onnx_encoder.ensure_export(model, "onnx", tmp_path, exporter=exporter)
+    assert again == first
+    assert exporter.calls == 1  # reused
+    assert again.stat().st_mtime_ns == mtime
+    manifest = json.loads((first.parent / onnx_encoder.MANIFEST_FILE).read_text())
+    assert manifest["size"] == first.stat().st_size
+
+    # the int8 export is another entry
+    onnx_encoder.ensure_export(model, "onnx-int8", tmp_path, exporter=exporter)
+    assert exporter.calls == 2
+
+    # a truncated file (an interrupted copy) is exported again
+    first.write_bytes(first.read_bytes()[:100])
+    onnx_encoder.ensure_export(model, "onnx", tmp_path, exporter=exporter)
+    assert exporter.calls == 3
+    # so is an entry without its manifest (the manifest is written last)
+    (first.parent / onnx_encoder.MANIFEST_FILE).unlink()
+    rebuilt = onnx_encoder.ensure_export(model, "onnx", tmp_path, exporter=exporter)
+    assert exporter.calls == 4
+    assert rebuilt == first
+    assert onnx_encoder._valid_entry(rebuilt.parent)
+    # no temporary folders are left behind
+    assert sorted(p.name.startswith(".") for p in tmp_path.iterdir()) == [False, False]
+
+
+def test_a_failed_export_leaves_no_entry(tmp_path):
+    def broken(model_path: Path, target: Path, backend: str) -> None:
+        (target / onnx_encoder.MODEL_FILE).write_bytes(b"half")
+        raise RuntimeError("export crashed")
+
+    with pytest.raises(RuntimeError, match="export crashed"):
+        onnx_encoder.ensure_export(bundled_minilm_path(), "onnx", tmp_path, exporter=broken)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_cache_is_a_config_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="RAG_EMBED_CACHE_DIR"):
+        onnx_encoder.ensure_export(
+            bundled_minilm_path(), "onnx", blocker / "cache", exporter=_FakeExporter()
+        )
+
+
+# -- the real model -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx-cache")
+
+
+@pytest.fixture(scope="module")
+def torch_vectors() -> np.ndarray:
+    return np.asarray(LocalEmbeddings(backend="torch").embed_documents(TEXTS))
+
+
+@pytest.mark.slow
+def test_onnx_vectors_match_torch(onnx_cache, torch_vectors):
+    emb = LocalEmbeddings(backend="onnx", cache_dir=onnx_cache)
+    vectors = np.asarray(emb.embed_documents(TEXTS))
+    assert vectors.shape == torch_vectors.shape
+    cosines = (vectors * torch_vectors).sum(1)
+    assert cosines.min() > 0.999
+    assert np.abs(vectors - torch_vectors).max() < 1e-4
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # one text alone (no padding) gives the same vector as within a padded batch
+    assert np.allclose(emb.embed_query(TEXTS[1]), vectors[1], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_int8_vectors_are_close(onnx_cache, torch_vectors):
+    emb = LocalEmbeddings(backend="onnx-int8", cache_dir=onnx_cache)
+    vectors = np.asarray(emb.embed_documents(TEXTS))
+    cosines = (vectors * torch_vectors).sum(1)
+    assert np.median(cosines) > 0.99
+    assert cosines.min() > 0.95  # the empty text ([CLS] [SEP] only) moves the most
+    assert emb.model.model_file.stat().st_size < 30_000_000  # int8 weights: 4x smaller
+
+
+@pytest.mark.slow
+def test_onnx_tokenisation_matches_sentence_transformers(onnx_cache):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(bundled_minilm_path()), device="cpu", local_files_only=True)
+    encoder = LocalEmbeddings(backend="onnx", cache_dir=onnx_cache).model
+    theirs = st.tokenize(TEXTS)
+    ours = encoder.tokenizer.encode_batch(TEXTS)
+    assert theirs["input_ids"].tolist() == [e.ids for e in ours]
+    assert theirs["attention_mask"].tolist() == [e.attention_mask for e in ours]
+
+
+@pytest.mark.slow
+def test_real_export_is_reused_and_rebuilt_when_partial(onnx_cache):
+    LocalEmbeddings(backend="onnx", cache_dir=onnx_cache).embed_query("warm")
+    count = onnx_encoder.export_count
+    model_file = LocalEmbeddings(backend="onnx", cache_dir=onnx_cache).model.model_file
+    mtime = model_file.stat().st_mtime_ns
+    assert onnx_encoder.export_count == count  # the second load did not export
+    assert model_file.stat().st_mtime_ns == mtime
+
+    (model_file.parent / onnx_encoder.MANIFEST_FILE).unlink()  # as if the export was cut short
+    emb = LocalEmbeddings(backend="onnx", cache_dir=onnx_cache)
+    assert len(emb.embed_query("rebuilt")) == 384
+    assert onnx_encoder.export_count == count + 1
+    assert onnx_encoder._valid_entry(model_file.parent)

@@ -1,25 +1,24 @@
 """Composition root: the one place that builds the application's objects from `Settings`.
 
-Everything is built lazily, so `rag-app stats` never loads the embedding model and a notebook
-can swap one part (e.g. `App(settings, embeddings=fake)`) for experiments or tests.
+Everything is built lazily, so `rag-app stats` never loads the embedding model. The parts a
+notebook or a test may swap are constructor arguments (`App(settings, embeddings=fake,
+llm=scripted)`), and `App.derive(**setting_updates)` makes an App on other settings that keeps
+them. Domain logic lives in the services the App wires up (e.g. `App.admin`,
+`rag_app.ops.admin`), not here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rag_app._offline import configure_offline
-from rag_app.access.filters import FieldKind, Node, parse_filter
 from rag_app.access.permissions import Principal
 from rag_app.embeddings import EmbeddingModel
-from rag_app.errors import ConfigError, FilterError
+from rag_app.errors import ConfigError
 from rag_app.ingest.pipeline import Ingestor
 from rag_app.ingest.splitting import TokenSplitter
 from rag_app.ingest.state import IngestState
@@ -27,7 +26,6 @@ from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import SecureSearch
 from rag_app.settings import Settings
 from rag_app.stores.base import (
-    Metadata,
     NativeHybrid,
     VectorStorePort,
     indexable,
@@ -41,6 +39,7 @@ if TYPE_CHECKING:
 
     from rag_app.chain import ChatService, ChatSession, PromptSet
     from rag_app.llm import ChatLLM
+    from rag_app.ops.admin import IndexAdmin
     from rag_app.retrieval.bm25 import KeywordIndex
     from rag_app.retrieval.queries import QueryVectors
     from rag_app.retrieval.search import Searcher
@@ -63,38 +62,123 @@ def build_embeddings(settings: Settings) -> EmbeddingModel:
     raise ConfigError(f"unknown embeddings {settings.embeddings!r}")
 
 
-@dataclass(frozen=True)
-class DeletePlan:
-    """The chunks a delete will remove (shown to the operator before confirming)."""
-
-    ids: list[str]
-    per_source: dict[str, int]  # source -> chunks
+#: Where the store is (what `open_store` and `store_location` read; data_dir also holds the
+#: ingest state and the BM25 index): an App derived with other values cannot keep a given store.
+STORE_SETTINGS = frozenset({"store", "store_options", "data_dir", "collection"})
+#: What the embedding model is built from: an App derived with other values loads its own.
+EMBEDDING_SETTINGS = frozenset(
+    {
+        "embeddings",
+        "local_model_path",
+        "embed_batch_size",
+        "embed_backend",
+        "embed_cache_dir",
+        "openai_api_key",
+        "openai_base_url",
+        "openai_embedding_model",
+        "openai_embedding_dimensions",
+    }
+)
 
 
 class App:
+    """Builds every part from `settings`, lazily, once.
+
+    The parts a test or notebook may swap are constructor arguments: `embeddings`, `store`,
+    `llm` (a LangChain chat model, used by the chat service instead of the configured one),
+    `chat_llm` (a `rag_app.llm.ChatLLM`, which also names the model and the judge uses) and
+    `users` (a `UserDirectory`). A given part stands in for the one its settings would build,
+    and `close()` closes a given store as if the App had opened it.
+    """
+
     def __init__(
         self,
         settings: Settings | None = None,
         *,
         embeddings: EmbeddingModel | None = None,
         store: VectorStorePort | None = None,
+        llm: BaseChatModel | None = None,
+        chat_llm: ChatLLM | None = None,
+        users: UserDirectory | None = None,
     ) -> None:
         # The composition root loads the models, stores and UI: their offline defaults must be
         # in the environment before those libraries are imported (they read them on import).
         configure_offline()
         self.settings = settings or Settings()
-        if embeddings is not None:
-            self.__dict__["embeddings"] = embeddings
-        if store is not None:
-            self.__dict__["store"] = store
+        given = {
+            "embeddings": embeddings,
+            "store": store,
+            "llm": llm,
+            "chat_llm": chat_llm,
+            "users": users,
+        }
+        # Parts this App did not build: given by the caller, or shared by `derive`.
+        self._given: dict[str, Any] = {n: part for n, part in given.items() if part is not None}
+        # The caller's: they stand in for their settings here and in every derived App.
+        self._injected: frozenset[str] = frozenset(self._given)
+        # Shared with the App this one was derived from, which closes them.
+        self._borrowed: frozenset[str] = frozenset()
+        self._searchers: dict[str, Searcher] = {}
+
+    def built(self, part: str) -> bool:
+        """Whether `part` (``"store"``, ``"state"``, ``"chat_llm"``...) is given or already
+        built; asking builds nothing."""
+        # a cached_property keeps what it built in the instance's dict, under its own name
+        return part in self._given or part in vars(self)
+
+    def derive(self, **setting_updates: Any) -> App:
+        """A new App on these settings with `setting_updates` applied (e.g. another retriever
+        or collection; `Settings.model_copy(update=...)`, unknown names are an error).
+
+        It keeps every part this App was given (embeddings, store, llm, chat_llm, users):
+        they stand in for their settings there too, whatever the updates say of those. It also
+        reuses this App's embedding model when already loaded and the updates leave it as is
+        (`EMBEDDING_SETTINGS`), so the model is not loaded twice. Everything else it builds
+        itself, and it never closes what it shares: this App does.
+
+        A given store is never silently dropped: when the updates would point the store
+        elsewhere (`STORE_SETTINGS`: store, store_options, data_dir, collection), this raises
+        a `ConfigError`; build that App with its own store instead (`App(settings, store=...)`).
+        """
+        known = type(self.settings).model_fields
+        unknown = sorted(set(setting_updates) - set(known))
+        if unknown:
+            raise ConfigError(f"derive: unknown setting(s) {', '.join(unknown)}")
+        changed = {
+            name for name, value in setting_updates.items() if value != getattr(self.settings, name)
+        }
+        moved = sorted(changed & STORE_SETTINGS)
+        if moved and "store" in self._injected:
+            updates = ", ".join(f"{name}=..." for name in moved)
+            raise ConfigError(
+                f"this App was given a store; derive({updates}) would point it elsewhere: "
+                "build that App with its own store, App(settings, store=...)"
+            )
+        parts = {name: self._given[name] for name in self._injected}
+        derived = App(self.settings.model_copy(update=setting_updates), **parts)
+        shared = set(parts)
+        if (
+            "embeddings" not in parts
+            and self.built("embeddings")
+            and not (changed & EMBEDDING_SETTINGS)
+        ):
+            # already loaded, and the same model: not loaded twice (not a stand-in, though)
+            derived._given["embeddings"] = self.embeddings
+            shared.add("embeddings")
+        derived._borrowed = frozenset(shared)
+        return derived
 
     # -- parts --------------------------------------------------------------------------
     @cached_property
     def embeddings(self) -> EmbeddingModel:
+        if "embeddings" in self._given:
+            return self._given["embeddings"]
         return build_embeddings(self.settings)
 
     @cached_property
     def store(self) -> VectorStorePort:
+        if "store" in self._given:
+            return self._given["store"]
         from rag_app.stores import open_store
 
         try:
@@ -195,7 +279,17 @@ class App:
 
     @cached_property
     def users(self) -> UserDirectory:
+        if "users" in self._given:
+            return self._given["users"]
         return UserDirectory.load(self.settings.users_file)
+
+    @cached_property
+    def admin(self) -> IndexAdmin:
+        """Stats and deletes (`rag_app.ops.admin`) over this App's store and ingest state;
+        opens neither until asked."""
+        from rag_app.ops.admin import IndexAdmin
+
+        return IndexAdmin(self)
 
     # -- services -----------------------------------------------------------------------
     def principal(self, user: str | None, *, tenant: str | None = None) -> Principal:
@@ -206,7 +300,9 @@ class App:
                 raise ConfigError(f"user {user!r} belongs to tenant {principal.tenant!r}")
             return principal
         if not tenant:
-            raise ConfigError("give --user NAME, or --tenant NAME for anonymous access")
+            raise ConfigError(
+                "no user and no tenant: name a user, or a tenant for anonymous access"
+            )
         return Principal.anonymous(tenant)
 
     def retriever(
@@ -226,149 +322,17 @@ class App:
             k=k or self.settings.k,
         )
 
-    def admin_filter(self, raw: Mapping[str, Any] | str | None) -> Node | None:
-        """Operator filters (delete/stats) may name tenant and acl. They go through the same
-        validation as query filters, against every tenant's field catalog (unknown fields and
-        comparisons a store would evaluate wrongly, e.g. a fractional bound on an int field,
-        are errors): a delete must never remove more than the filter says."""
-        known: dict[str, FieldKind] = {"tenant": "str", "acl": "list"}
-        known.update(self.state.fields())
-        return parse_filter(raw, known_fields=known, date_fields=self.settings.date_fields)
-
-    def stats(self, *, last_runs: int = 10) -> dict[str, Any]:
-        """Counts per tenant, source type and category for the configured store, the totals
-        of every store this state database knows, and the last ingest runs. All from the
-        ingest state: no store scan, no embedding model."""
-        per_tenant: Counter[str] = Counter()
-        per_category: Counter[str] = Counter()
-        types: dict[str, Counter[str]] = {}
-        docs = self.state.documents()
-        for doc in docs:
-            per_tenant[doc.tenant] += doc.chunks
-            kind = types.setdefault(doc.source_type, Counter())
-            kind["documents"] += 1
-            kind["chunks"] += doc.chunks
-            kind[f"tenant:{doc.tenant}"] += doc.chunks
-            category = doc.facets.get("category")
-            if category is not None:
-                per_category[str(category)] += doc.chunks
-        here = self.store_location
-        stores = [
-            {"store": ns, "documents": n_docs, "chunks": n_chunks, "current": ns == here}
-            for ns, (n_docs, n_chunks) in self.state.document_totals().items()
-        ]
-        if not any(s["current"] for s in stores):
-            stores.append({"store": here, "documents": 0, "chunks": 0, "current": True})
-        return {
-            "store": self.settings.store,
-            "location": here,
-            # the store's own spelling when it is open (Weaviate capitalises), else as set
-            "collection": self.store.info.collection
-            if "store" in self.__dict__
-            else self.settings.collection,
-            "chunks": sum(per_tenant.values()),
-            "documents": len(docs),
-            "per_tenant": dict(sorted(per_tenant.items())),
-            "per_source_type": [
-                {
-                    "type": kind,
-                    "documents": c["documents"],
-                    "chunks": c["chunks"],
-                    "per_tenant": {
-                        k.removeprefix("tenant:"): v
-                        for k, v in sorted(c.items())
-                        if k.startswith("tenant:")
-                    },
-                }
-                for kind, c in sorted(types.items())
-            ],
-            "per_category": dict(sorted(per_category.items())),
-            "per_source": [
-                {
-                    "tenant": d.tenant,
-                    "source": d.source,
-                    "type": d.source_type,
-                    "chunks": d.chunks,
-                    "updated_at": d.updated_at,
-                }
-                for d in sorted(docs, key=lambda d: (d.tenant, d.source))
-            ],
-            "stores": stores,
-            "last_ingests": [
-                r.as_dict() for r in self.state.runs(limit=last_runs, every_store=True)
-            ],
-        }
-
-    def plan_delete(
-        self,
-        *,
-        sources: Iterable[str] = (),
-        filter: Any = None,
-        older_than: float | None = None,
-        now: float | None = None,
-    ) -> DeletePlan:
-        """What a delete by source or (operator) filter would remove, without removing it.
-        `older_than` (seconds) keeps only chunks older than that: by their ``created_at``
-        (epoch seconds) where they have one, else by their document's ingest time (the
-        ingest state's ``updated_at``); alone, it selects among every chunk."""
-        sources = [s for s in sources if s]
-        where: Node | None
-        if sources:
-            raw: dict[str, Any] = (
-                {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": sources}}
-            )
-            where = parse_filter(raw)  # sources are exact strings: no catalog needed
-        else:
-            where = self.admin_filter(filter)
-        if where is None and older_than is None:
-            raise FilterError(
-                "refusing to delete without a filter: give --source, --filter or --older-than"
-            )
-        scan = scannable(self.store, "find the records to delete")
-        found: list[tuple[str, Metadata]] = [(r.id, r.metadata) for r in scan.records(where)]
-        if sources and not found:
-            # A JSONL file's records have sources "<file>#<id>": match them by prefix.
-            prefixes = tuple(f"{s}#" for s in sources)
-            found = [
-                (r.id, r.metadata)
-                for r in scan.records()
-                if str(r.metadata.get("source", "")).startswith(prefixes)
-            ]
-        if older_than is not None:
-            cutoff = (time.time() if now is None else now) - older_than
-            ingested = {(d.tenant, d.source): d.updated_at for d in self.state.documents()}
-
-            def is_old(metadata: Metadata) -> bool:
-                created = metadata.get("created_at")
-                if isinstance(created, int | float) and not isinstance(created, bool):
-                    return float(created) < cutoff
-                key = (str(metadata.get("tenant", "")), str(metadata.get("source", "")))
-                at = ingested.get(key)
-                return at is not None and at < cutoff
-
-            found = [(i, m) for i, m in found if is_old(m)]
-        touched: Counter[str] = Counter(str(m.get("source", "")) for _, m in found)
-        return DeletePlan(ids=[i for i, _ in found], per_source=dict(touched))
-
-    def delete(
-        self, *, sources: Iterable[str] = (), filter: Any = None, plan: DeletePlan | None = None
-    ) -> int:
-        """Delete chunks by source or by an (operator) filter (or a `plan_delete` result);
-        keeps the ingest state in step, so a later ingest of the same file adds it back."""
-        plan = plan or self.plan_delete(sources=sources, filter=filter)
-        if plan.ids:
-            self.store.delete(plan.ids)
-            self.state.delete_chunk_records(plan.ids)
-            self.state.forget_sources(plan.per_source)
-            self.state.remove_chunks_of_sources(plan.per_source)
-        return len(plan.ids)
-
     def close(self) -> None:
+        """Close what this App opened or was given (not what it shares with the App it was
+        derived from)."""
         self.close_chat()
-        if "store" in self.__dict__:
+        if self._owns("store"):
             self.store.close()
-        if "state" in self.__dict__:
+        if self._owns("state"):
             self.state.close()
+
+    def _owns(self, part: str) -> bool:
+        return self.built(part) and part not in self._borrowed
 
     # -- chat -----------------------------------------------------------------------------
     @cached_property
@@ -380,12 +344,17 @@ class App:
     @cached_property
     def chat_llm(self) -> ChatLLM:
         """The chat model (RAG_LLM=local starts the in-process model server here)."""
+        if "chat_llm" in self._given:
+            return self._given["chat_llm"]
         from rag_app.llm import build_chat_llm
 
         return build_chat_llm(self.settings)
 
     @cached_property
     def llm(self) -> BaseChatModel:
+        """The LangChain chat model the chat service calls: the one given, else chat_llm's."""
+        if "llm" in self._given:
+            return self._given["llm"]
         return self.chat_llm.model
 
     @cached_property
@@ -393,8 +362,8 @@ class App:
         from rag_app.chain import ChatService
 
         self.prompts.check()  # a bad prompt file fails before a model is started
-        llm = self.llm  # may be injected: app.__dict__["llm"] = a LangChain chat model
-        label = self.chat_llm.describe() if "chat_llm" in self.__dict__ else None
+        llm = self.llm  # may be given: App(settings, llm=a LangChain chat model)
+        label = self.chat_llm.describe() if self.built("chat_llm") else None
         return ChatService(
             self.search,
             llm,
@@ -413,7 +382,7 @@ class App:
 
     def close_chat(self) -> None:
         """Stop the local model server, if one was started (also happens at exit)."""
-        if "chat_llm" in self.__dict__:
+        if self._owns("chat_llm"):
             self.chat_llm.close()
 
     # -- retrieval: dense | bm25 | hybrid ------------------------------------------------------
@@ -438,10 +407,9 @@ class App:
             raise ConfigError(f"unknown retriever {kind!r}; use dense, bm25 or hybrid")
         if kind == "dense":
             return self.search
-        cache: dict[str, Searcher] = self.__dict__.setdefault("_searchers", {})
-        if kind not in cache:
-            cache[kind] = self._build_searcher(kind)
-        return cache[kind]
+        if kind not in self._searchers:
+            self._searchers[kind] = self._build_searcher(kind)
+        return self._searchers[kind]
 
     def _build_searcher(self, kind: str) -> Searcher:
         from rag_app.retrieval.bm25 import KeywordSearch

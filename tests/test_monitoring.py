@@ -197,8 +197,11 @@ def test_serve_exposes_metrics_after_a_chat_turn_and_a_query(tmp_path: Path) -> 
 
     users = tmp_path / "users.yaml"
     shutil.copyfile(ROOT / "demo/users.yaml", users)
-    app = App(Settings(data_dir=tmp_path, users_file=users, k=4), embeddings=HashEmbeddings(64))
-    app.__dict__["llm"] = CitingFakeChat.build()
+    app = App(
+        Settings(data_dir=tmp_path, users_file=users, k=4),
+        embeddings=HashEmbeddings(64),
+        llm=CitingFakeChat.build(),
+    )
     with use_metrics() as m:
         assert app.ingestor.ingest([ROOT / "demo/corpus"]).ok
         port, metrics_port = free_port(), free_port()
@@ -267,7 +270,11 @@ def test_ingest_and_chat_errors_are_counted(tmp_path: Path) -> None:
 
     users = tmp_path / "users.yaml"
     shutil.copyfile(ROOT / "demo/users.yaml", users)
-    app = App(Settings(data_dir=tmp_path, users_file=users), embeddings=HashEmbeddings(16))
+    app = App(
+        Settings(data_dir=tmp_path, users_file=users),
+        embeddings=HashEmbeddings(16),
+        llm=CitingFakeChat.build(),  # for the chat turn below
+    )
     with use_metrics() as m:
         report = app.ingestor.ingest([ROOT / "demo/corpus", tmp_path / "missing"])
         assert report.chunks_added > 0 and len(report.rejected) == 1
@@ -281,7 +288,6 @@ def test_ingest_and_chat_errors_are_counted(tmp_path: Path) -> None:
         assert m.value("rag_ingest_runs_total") == 2
 
         # a chat turn that fails is counted by outcome and by kind
-        app.__dict__["llm"] = CitingFakeChat.build()
         session = app.chat.new_session()
         events = list(app.chat.stream(session, app.principal("alice"), "   "))
         assert type(events[-1]).__name__ == "Error"

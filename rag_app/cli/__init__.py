@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from rag_app.errors import RagAppError
+from rag_app.errors import ConfigError, RagAppError
 
 app = typer.Typer(
     name="rag-app",
@@ -45,6 +45,13 @@ class Context:
                 raise RagAppError(f"invalid settings: {problems}") from exc
             self._app = App(settings)
         return self._app
+
+    def principal(self, user: str | None, tenant: str | None) -> Any:
+        """The principal of --user, or an anonymous one of --tenant."""
+        app = self.app
+        if not user and not tenant:
+            raise ConfigError("give --user NAME, or --tenant NAME for anonymous access")
+        return app.principal(user, tenant=tenant)
 
     def close(self) -> None:
         if self._app is not None:

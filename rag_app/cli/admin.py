@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from rag_app.errors import RagAppError
+from rag_app.errors import FilterError, RagAppError
 
 
 def stats(
@@ -25,7 +25,7 @@ def stats(
 ) -> int:
     """Counts per tenant, source type and store, and the last ingests (from the ingest
     state: no store scan)."""
-    data = ctx.obj.app.stats(last_runs=last)
+    data = ctx.obj.app.admin.stats(last_runs=last)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return 0
@@ -145,8 +145,15 @@ def delete(
         from rag_app.ops.lifecycle import parse_duration
 
         age = parse_duration(older_than)
-    app = ctx.obj.app
-    plan = app.plan_delete(sources=source or [], filter=filter_, older_than=age)
+    from rag_app.ops.admin import UnboundedDelete
+
+    admin = ctx.obj.app.admin
+    try:
+        plan = admin.plan_delete(sources=source or [], filter=filter_, older_than=age)
+    except UnboundedDelete as exc:  # e.g. --filter '{}'
+        raise FilterError(
+            "refusing to delete without a filter: give --source, --filter or --older-than"
+        ) from exc
     if not plan.ids:
         typer.echo("nothing matches; nothing deleted")
         return 0
@@ -158,7 +165,7 @@ def delete(
         typer.echo(f"  ... and {len(shown) - 20} more documents")
     if not yes and not typer.confirm(f"Delete these {len(plan.ids)} chunks?", default=False):
         raise typer.Abort()
-    n = app.delete(plan=plan)
+    n = admin.delete(plan=plan)
     typer.echo(f"deleted {n} chunks")
     return 0
 

@@ -134,7 +134,7 @@ def ask(
 ) -> int:
     """Answer a question from the documents USER may read, citing them as [1], [2]..."""
     app = ctx.obj.app
-    principal = app.principal(user, tenant=tenant)
+    principal = ctx.obj.principal(user, tenant)
     try:
         _start(app, as_json)
         session = app.chat_session()
@@ -153,7 +153,7 @@ def chat(
 ) -> int:
     """A conversation: one question per line on stdin (follow-ups use the history)."""
     app = ctx.obj.app
-    principal = app.principal(user, tenant=tenant)
+    principal = ctx.obj.principal(user, tenant)
     err = _err()
     try:
         _start(app, False)

@@ -6,11 +6,15 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from rag_app.errors import ConfigError
+from rag_app.settings import FusionName, RetrieverName
+
+if TYPE_CHECKING:
+    from rag_app.evaluation.results import EvalResults
 
 eval_app = typer.Typer(
     help="Evaluate retrieval (BEIR or RAGAS-style datasets) and compare runs.",
@@ -85,7 +89,8 @@ def run(
         str | None, typer.Option(help="BEIR qrels split (default: test, else the first).")
     ] = None,
     retriever: Annotated[
-        str | None, typer.Option("--retriever", "-r", help="dense | bm25 | hybrid.")
+        RetrieverName | None,
+        typer.Option("--retriever", "-r", help="Retriever (default RAG_RETRIEVER)."),
     ] = None,
     k: Annotated[
         int | None, typer.Option("-k", help="Context chunks per query (default RAG_K).", min=1)
@@ -115,7 +120,9 @@ def run(
     limit: Annotated[
         int | None, typer.Option(help="Only the first N samples (quick looks).", min=1)
     ] = None,
-    fusion: Annotated[str | None, typer.Option(help="Hybrid fusion: rrf | weighted.")] = None,
+    fusion: Annotated[
+        FusionName | None, typer.Option(help="Hybrid fusion (default RAG_FUSION).")
+    ] = None,
     store: Annotated[
         str | None,
         typer.Option(
@@ -183,8 +190,6 @@ def run(
 
     thresholds = parse_thresholds(fail_under or [])
     _check_metric_names(thresholds)
-    if retriever is not None and retriever not in ("dense", "bm25", "hybrid"):
-        raise ConfigError(f"--retriever must be dense, bm25 or hybrid, not {retriever!r}")
     data = load_dataset(dataset, split=split)
     context = ctx.obj
     updates = {"fusion": fusion, "hybrid_alpha": alpha, "store": store}
@@ -208,7 +213,7 @@ def run(
     folder = out or default_run_dir(results)
     write_run(results, folder)
     failures = gate_failures(results, thresholds)
-    results_view = {k: v for k, v in results["aggregate"].items() if k != "n"}
+    results_view = results.aggregate.model_dump(by_alias=True, exclude={"n"})
     if as_json:
         typer.echo(
             json.dumps(
@@ -249,7 +254,7 @@ def _run_answers(
     *,
     dataset: Path | None,
     answers_file: Path | None,
-    retriever: str | None,
+    retriever: RetrieverName | None,
     k: int | None,
     users: list[str],
     out: Path | None,
@@ -261,14 +266,11 @@ def _run_answers(
     as_json: bool,
 ) -> int:
     """`eval run --answers`: the answer set through the chat chain, graded by key facts."""
-    from rag_app.app import App
     from rag_app.evaluation.answers import gate_failures, load_answer_set, run_answer_set
     from rag_app.evaluation.datasets import MANIFEST, load_dataset
     from rag_app.evaluation.runner import prepare
     from rag_app.users import UserDirectory
 
-    if retriever is not None and retriever not in ("dense", "bm25", "hybrid"):
-        raise ConfigError(f"--retriever must be dense, bm25 or hybrid, not {retriever!r}")
     path = _answers_path(answers_file, dataset)
     cases = load_answer_set(path)
     if dataset is None and (path.parent / MANIFEST).is_file():
@@ -296,9 +298,7 @@ def _run_answers(
         if data.users_file is not None:
             directory = UserDirectory.load(data.users_file)
     elif retriever is not None and retriever != app.settings.retriever:
-        eapp = App(
-            app.settings.model_copy(update={"retriever": retriever}), embeddings=app.embeddings
-        )
+        eapp = app.derive(retriever=retriever)
     for user in dict.fromkeys(c.user for c in cases):
         directory.principal(user)  # an unknown user fails before the model starts
     err = _stderr()
@@ -418,61 +418,59 @@ def _check_metric_names(thresholds: dict[str, float]) -> None:
             )
 
 
-def _print_summary(results: dict[str, Any], folder: Path) -> None:
+def _print_summary(results: EvalResults, folder: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
     from rag_app.evaluation.metrics import SCORED_METRICS
 
-    agg, cfg, t = results["aggregate"], results["config"], results["timings"]
+    agg, cfg, t = results.aggregate, results.config, results.timings
     console = Console(highlight=False)
     table = Table(
         "metric",
         "value",
         "samples",
-        title=f"{results['dataset']['name']} · {cfg['retriever']} · k={cfg['k']} · "
-        f"as {', '.join(cfg['users'])}",
+        title=f"{results.dataset.name} · {cfg.retriever} · k={cfg.k} · as {', '.join(cfg.users)}",
     )
     for metric in SCORED_METRICS:
-        if metric in agg:
-            table.add_row(metric, f"{agg[metric]:.4f}", str(agg["n"].get(metric, "")))
-    table.add_row("leak_rate", f"{agg['leak_rate']:.4f}", str(agg["retrieved_chunks"]))
+        if metric in agg.metrics:
+            table.add_row(metric, f"{agg.metrics[metric]:.4f}", str(agg.n.get(metric, "")))
+    table.add_row("leak_rate", f"{agg.leak_rate:.4f}", str(agg.retrieved_chunks))
     console.print(table)
-    llm = results.get("llm")
-    if llm:
+    llm = results.llm
+    if llm is not None:
         judged = Table(
             "LLM-judged metric",
             "mean",
             "spread (sd over repeats)",
             "min..max",
             "samples",
-            title=f"judge {llm['config']['judge']} · {llm['config']['repeats']} repeat(s)",
+            title=f"judge {llm.config.judge} · {llm.config.repeats} repeat(s)",
         )
-        for metric, s in llm["aggregate"].items():
+        for metric, s in llm.aggregate.items():
             judged.add_row(
                 metric,
-                f"{s['mean']:.4f}",
-                f"±{s['std']:.4f}",
-                f"{s['min']:.3f}..{s['max']:.3f}",
-                str(s["samples"]),
+                f"{s.mean:.4f}",
+                f"±{s.std:.4f}",
+                f"{s.min:.3f}..{s.max:.3f}",
+                str(s.samples),
             )
         console.print(judged)
-        a = llm["answers_summary"]
+        a = llm.answers_summary
         console.print(
-            f"answers {a['answers']} · refused {a['refused']} · cited {a['cited_any']} · "
-            f"no-access refused {a['no_access_refused']}/{a['no_access_samples']} · "
-            f"answerable answered {a['answerable_answered']}/{a['answerable_samples']} · "
-            f"judge failures {len(llm['failures'])} · answering {llm['timings']['answers_s']} s"
-            f" · judging {llm['timings']['judging_s']} s"
+            f"answers {a.answers} · refused {a.refused} · cited {a.cited_any} · "
+            f"no-access refused {a.no_access_refused}/{a.no_access_samples} · "
+            f"answerable answered {a.answerable_answered}/{a.answerable_samples} · "
+            f"judge failures {len(llm.failures)} · answering {llm.timings.answers_s} s"
+            f" · judging {llm.timings.judging_s} s"
         )
     console.print(
-        f"no-access samples {agg['no_access_samples']} · restricted sources retrieved "
-        f"{agg['restricted_source_hits']} · expectation mismatches "
-        f"{agg['expectation_mismatches']}"
+        f"no-access samples {agg.no_access_samples} · restricted sources retrieved "
+        f"{agg.restricted_source_hits} · expectation mismatches {agg.expectation_mismatches}"
     )
     console.print(
-        f"ingest {t['ingest_s']} s · retrieval {t['retrieval_s']} s "
-        f"({t['query_ms_mean']} ms/query) · total {t['total_s']} s · wrote {folder}"
+        f"ingest {t.ingest_s} s · retrieval {t.retrieval_s} s "
+        f"({t.query_ms_mean} ms/query) · total {t.total_s} s · wrote {folder}"
     )
 
 
@@ -485,20 +483,16 @@ def compare(
     alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
 ) -> int:
     """Side-by-side metrics with deltas and paired significance tests."""
-    from rag_app.evaluation.report import (
-        compare_runs,
-        comparison_markdown,
-        load_results,
-        plot_comparison,
-    )
+    from rag_app.evaluation.report import compare_runs, comparison_markdown, plot_comparison
+    from rag_app.evaluation.results import load_run
 
-    comparison = compare_runs([load_results(p) for p in runs], alpha=alpha)
+    comparison = compare_runs([load_run(p) for p in runs], alpha=alpha)
     text = comparison_markdown(comparison)
     typer.echo(text)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "compare.md").write_text(text, encoding="utf-8")
-        (out / "compare.json").write_text(json.dumps(comparison, indent=2), encoding="utf-8")
+        (out / "compare.json").write_text(comparison.to_json(), encoding="utf-8")
         plot_comparison(comparison, out)
     return 0
 

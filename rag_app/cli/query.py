@@ -36,7 +36,7 @@ def query(
 ) -> int:
     """Search as a user: only documents that user may read are returned."""
     app = ctx.obj.app
-    principal = app.principal(user, tenant=tenant)
+    principal = ctx.obj.principal(user, tenant)
     searcher = app.searcher(retriever)
     result = searcher.search(principal, text, filter=filter_, k=k)
     if as_json:

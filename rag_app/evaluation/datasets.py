@@ -39,14 +39,15 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from rag_app.errors import RagAppError
+from rag_app.evaluation.results import DatasetInfo, DatasetKind, IdField, Outcome
 from rag_app.ingest.loaders import SIDECAR_SUFFIX, discover
 
-Outcome = Literal["answer", "no-access"]
-OUTCOMES: tuple[str, ...] = ("answer", "no-access")
-IdField = Literal["doc_id", "source"]
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
 DEFAULT_OVERRIDES: dict[str, Any] = {"tenant": "eval", "acl": ["public"]}
 MANIFEST = "dataset.yaml"
 
@@ -68,7 +69,7 @@ class EvalSample:
 @dataclass
 class EvalDataset:
     name: str
-    kind: Literal["beir", "ragas"]
+    kind: DatasetKind
     path: Path
     split: str | None
     samples: list[EvalSample]
@@ -89,18 +90,18 @@ class EvalDataset:
         """Users named in any sample's expectations, in order of appearance."""
         return list(dict.fromkeys(u for s in self.samples for u in s.expected))
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "path": str(self.path),
-            "split": self.split,
-            "samples": len(self.samples),
-            "corpus": [str(p) for p in self.corpus],
-            "overrides": self.overrides,
-            "id_field": self.id_field,
-            "users_file": str(self.users_file) if self.users_file else None,
-        }
+    def describe(self) -> DatasetInfo:
+        return DatasetInfo(
+            name=self.name,
+            kind=self.kind,
+            path=str(self.path),
+            split=self.split,
+            samples=len(self.samples),
+            corpus=[str(p) for p in self.corpus],
+            overrides=self.overrides,
+            id_field=self.id_field,
+            users_file=str(self.users_file) if self.users_file else None,
+        )
 
 
 # -- entry point ----------------------------------------------------------------------------------
@@ -307,6 +308,81 @@ def _str_list(record: dict[str, Any], key: str, where: str) -> list[str] | None:
 
 
 # -- manifest -------------------------------------------------------------------------------------
+class Manifest(BaseModel):
+    """``dataset.yaml``: a RAGAS-style question set and what to evaluate it on. Paths are
+    relative to the manifest's folder; any other key, or a value of the wrong type, is an
+    error naming the key."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    name: str | None = None  # default: the folder's name
+    questions: str = "questions.jsonl"
+    corpus: list[str] = Field(default_factory=list)  # a path or a list of paths
+    users_file: str | None = None
+    id_field: IdField | None = None  # default: source with a corpus, else doc_id
+    overrides: dict[str, Any] | None = None  # metadata for every corpus document
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _number_name(cls, value: Any) -> Any:
+        # `name: 2025` is a name (YAML reads it as a number)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _one_path(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("id_field", mode="before")
+    @classmethod
+    def _explicit_id_field(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("id_field is null")
+        return value
+
+
+# What each manifest key must be, in the words of its error message.
+_MANIFEST_HELP = {
+    "name": "must be a string",
+    "questions": "must be a file name",
+    "corpus": "must be a path or a list of paths",
+    "users_file": "must be a file name",
+    "id_field": f"must be {' or '.join(get_args(IdField)[::-1])}",
+    "overrides": "must be a mapping",
+}
+
+
+def _manifest_problems(exc: ValidationError) -> str:
+    """``unknown key(s) ...`` and ``'key' must be ... (got ...)``, one part per key."""
+    errors = exc.errors()
+    unknown = sorted(
+        _short(e["loc"][0]) for e in errors if e["type"] in ("extra_forbidden", "invalid_key")
+    )
+    parts = []
+    if unknown:
+        known = ", ".join(sorted(Manifest.model_fields))
+        parts.append(f"unknown key(s) {', '.join(unknown)} (known: {known})")
+    seen: set[str] = set()
+    for e in errors:
+        if e["type"] in ("extra_forbidden", "invalid_key") or not e["loc"]:
+            continue
+        key = str(e["loc"][0])
+        if key in seen:
+            continue
+        seen.add(key)
+        where = "".join(f"[{p!r}]" for p in e["loc"][1:])
+        got = f"{key}{where} is {_short(e['input'])}" if where else f"got {_short(e['input'])}"
+        parts.append(f"'{key}' {_MANIFEST_HELP.get(key, e['msg'])} ({got})")
+    return "; ".join(parts)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _load_manifest(path: Path) -> EvalDataset:
     import yaml
 
@@ -318,47 +394,31 @@ def _load_manifest(path: Path) -> EvalDataset:
         raise DatasetError(f"{path}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: must be a YAML mapping")
-    unknown = sorted(
-        set(data) - {"name", "questions", "corpus", "users_file", "id_field", "overrides"}
-    )
-    if unknown:
-        raise DatasetError(f"{path}: unknown key(s) {', '.join(unknown)}")
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise DatasetError(f"{path}: {_manifest_problems(exc)}") from None
     base = path.parent
-    questions = data.get("questions", "questions.jsonl")
-    if not isinstance(questions, str):
-        raise DatasetError(f"{path}: 'questions' must be a file name")
-    qpath = (base / questions).resolve()
+    qpath = (base / manifest.questions).resolve()
     if not qpath.is_file():
-        raise DatasetError(f"{path}: questions file {questions!r} not found")
-    corpus_raw = data.get("corpus", [])
-    if isinstance(corpus_raw, str):
-        corpus_raw = [corpus_raw]
-    if not isinstance(corpus_raw, list) or not all(isinstance(c, str) for c in corpus_raw):
-        raise DatasetError(f"{path}: 'corpus' must be a path or a list of paths")
-    corpus = [(base / c).resolve() for c in corpus_raw]
+        raise DatasetError(f"{path}: questions file {manifest.questions!r} not found")
+    corpus = [(base / c).resolve() for c in manifest.corpus]
     for c in corpus:
         if not c.exists():
             raise DatasetError(f"{path}: corpus path {c} does not exist")
-    id_field = data.get("id_field", "source" if corpus else "doc_id")
-    if id_field not in ("source", "doc_id"):
-        raise DatasetError(f"{path}: 'id_field' must be source or doc_id")
-    overrides = data.get("overrides") or {}
-    if not isinstance(overrides, dict):
-        raise DatasetError(f"{path}: 'overrides' must be a mapping")
-    users_file = data.get("users_file")
-    users_path = (base / users_file).resolve() if isinstance(users_file, str) else None
+    users_file = manifest.users_file
+    users_path = (base / users_file).resolve() if users_file is not None else None
     if users_path is not None and not users_path.is_file():
         raise DatasetError(f"{path}: users file {users_file!r} not found")
-    name = data.get("name") or base.name
     return EvalDataset(
-        name=str(name),
+        name=manifest.name or base.name,
         kind="ragas",
         path=base,
         split=None,
         samples=load_ragas_jsonl(qpath),
         corpus=corpus,
-        overrides=dict(overrides),
-        id_field=id_field,
+        overrides=dict(manifest.overrides or {}),
+        id_field=manifest.id_field or ("source" if corpus else "doc_id"),
         users_file=users_path,
     )
 

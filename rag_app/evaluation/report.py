@@ -6,12 +6,22 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rag_app.errors import RagAppError
 from rag_app.evaluation.metrics import SCORED_METRICS
+from rag_app.evaluation.results import (
+    ComparedRun,
+    Comparison,
+    EvalResults,
+    LLMSection,
+    LoadedRun,
+    MetricComparison,
+    PairedTest,
+    QueryRow,
+)
 
 SHORT = {
     "id_based_context_precision": "ctx_precision(id)",
@@ -45,17 +55,15 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 # -- one run --------------------------------------------------------------------------------------
-def write_run(results: Mapping[str, Any], out: Path) -> list[Path]:
+def write_run(results: EvalResults, out: Path) -> list[Path]:
     """Write every output of a run into `out`; returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.json", out / "queries.csv", out / "report.md"]
-    (out / "results.json").write_text(
-        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    written = [results.write(out), out / "queries.csv", out / "report.md"]
     with (out / "queries.csv").open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(CSV_COLUMNS)
-        for row in results["queries"]:
+        for query in results.queries:
+            row = query.model_dump(by_alias=True)
             writer.writerow(
                 [
                     ";".join(map(str, row.get(c) or []))
@@ -69,15 +77,15 @@ def write_run(results: Mapping[str, Any], out: Path) -> list[Path]:
     return written
 
 
-def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -> str:
-    cfg, agg, ds = results["config"], results["aggregate"], results["dataset"]
+def markdown_report(results: EvalResults, *, plots: Sequence[Path] = ()) -> str:
+    cfg, agg, ds = results.config, results.aggregate, results.dataset
     lines = [
-        f"# Evaluation: {ds['name']} ({cfg['retriever']})",
+        f"# Evaluation: {ds.name} ({cfg.retriever})",
         "",
-        f"{results['created']} · {ds['kind']} dataset `{ds['path']}`"
-        + (f" split `{ds['split']}`" if ds.get("split") else "")
-        + f" · {agg['samples']} samples · k={cfg['k']} chunks · ranked depth {cfg['depth']} docs"
-        + f" · as {', '.join(cfg['users'])}",
+        f"{results.created} · {ds.kind} dataset `{ds.path}`"
+        + (f" split `{ds.split}`" if ds.split else "")
+        + f" · {agg.samples} samples · k={cfg.k} chunks · ranked depth {cfg.depth} docs"
+        + f" · as {', '.join(cfg.users)}",
         "",
         "## Metrics",
         "",
@@ -85,27 +93,25 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
         "|---|---|---|",
     ]
     for metric in SCORED_METRICS:
-        if metric in agg:
-            lines.append(f"| {metric} | {_fmt(agg[metric])} | {agg['n'].get(metric, '')} |")
+        if metric in agg.metrics:
+            lines.append(f"| {metric} | {_fmt(agg.metrics[metric])} | {agg.n.get(metric, '')} |")
     lines += [
         "",
         "## Permissions",
         "",
-        f"- leak rate: **{_fmt(agg['leak_rate'])}** ({agg['leaked_chunks']} of "
-        f"{agg['retrieved_chunks']} retrieved chunks outside the principal's access)",
+        f"- leak rate: **{_fmt(agg.leak_rate)}** ({agg.leaked_chunks} of "
+        f"{agg.retrieved_chunks} retrieved chunks outside the principal's access)",
         f"- samples whose every reference is hidden from the user (expected: refusal): "
-        f"{agg['no_access_samples']}; of them retrieving a restricted source: "
-        f"{agg['restricted_source_hits']}",
-        f"- expected outcomes contradicted by the stored ACLs: {agg['expectation_mismatches']}",
+        f"{agg.no_access_samples}; of them retrieving a restricted source: "
+        f"{agg.restricted_source_hits}",
+        f"- expected outcomes contradicted by the stored ACLs: {agg.expectation_mismatches}",
     ]
-    for m in results.get("expectation_mismatches", [])[:20]:
-        lines.append(
-            f"  - {m['user']} / {m['query_id']}: expected {m['expected']}, ACLs give {m['actual']}"
-        )
-    lines += _llm_section(results.get("llm"))
-    per_user = results.get("per_user") or {}
+    for m in results.expectation_mismatches[:20]:
+        lines.append(f"  - {m.user} / {m.query_id}: expected {m.expected}, ACLs give {m.actual}")
+    lines += _llm_section(results.llm)
+    per_user = results.per_user
     if per_user:
-        shown = [m for m in SCORED_METRICS if any(m in u for u in per_user.values())]
+        shown = [m for m in SCORED_METRICS if any(m in u.metrics for u in per_user.values())]
         lines += [
             "",
             "## Per user",
@@ -115,33 +121,37 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
         ]
         for user, u in per_user.items():
             lines.append(
-                f"| {user} | {u['samples']} | {u['no_access_samples']} | {_fmt(u['leak_rate'])} | "
-                + " | ".join(_fmt(u.get(m)) for m in shown)
+                f"| {user} | {u.samples} | {u.no_access_samples} | {_fmt(u.leak_rate)} | "
+                + " | ".join(_fmt(u.metrics.get(m)) for m in shown)
                 + " |"
             )
-    main = "ndcg@10" if "ndcg@10" in agg else next((m for m in SCORED_METRICS if m in agg), None)
+    main = (
+        "ndcg@10"
+        if "ndcg@10" in agg.metrics
+        else next((m for m in SCORED_METRICS if m in agg.metrics), None)
+    )
     if main:
-        scored = [r for r in results["queries"] if r.get(main) is not None]
-        worst = sorted(scored, key=lambda r: r[main])[:10]
+        scored = [(value, r) for r in results.queries if (value := r.metrics.get(main)) is not None]
+        worst = sorted(scored, key=lambda pair: pair[0])[:10]
         lines += ["", f"## Lowest {main}", "", f"| user | query | {main} | top documents |"]
         lines.append("|---|---|---|---|")
-        for r in worst:
-            query = str(r["query"]).replace("|", "/")[:90]
-            docs = ", ".join(map(str, r["top_documents"][:3]))
-            lines.append(f"| {r['user']} | {query} | {_fmt(r[main])} | {docs} |")
-    t = results["timings"]
+        for value, r in worst:
+            query = r.query.replace("|", "/")[:90]
+            docs = ", ".join(r.top_documents[:3])
+            lines.append(f"| {r.user} | {query} | {_fmt(value)} | {docs} |")
+    t = results.timings
     lines += [
         "",
         "## Timings",
         "",
-        f"ingest {t['ingest_s']} s · BM25 index {t['bm25_index_s']} s · retrieval "
-        f"{t['retrieval_s']} s (mean {t['query_ms_mean']} ms, p95 {t['query_ms_p95']} ms per "
-        f"query) · metrics {t['metrics_s']} s · total {t['total_s']} s",
+        f"ingest {t.ingest_s} s · BM25 index {t.bm25_index_s} s · retrieval "
+        f"{t.retrieval_s} s (mean {t.query_ms_mean} ms, p95 {t.query_ms_p95} ms per "
+        f"query) · metrics {t.metrics_s} s · total {t.total_s} s",
         "",
         "## Configuration (for reproduction)",
         "",
         "```json",
-        json.dumps(cfg, indent=2),
+        json.dumps(cfg.model_dump(by_alias=True), indent=2),
         "```",
     ]
     if plots:
@@ -149,44 +159,43 @@ def markdown_report(results: Mapping[str, Any], *, plots: Sequence[Path] = ()) -
     return "\n".join(lines) + "\n"
 
 
-def _llm_section(llm: Mapping[str, Any] | None) -> list[str]:
-    if not llm:
+def _llm_section(llm: LLMSection | None) -> list[str]:
+    if llm is None:
         return []
-    cfg, a = llm["config"], llm["answers_summary"]
+    cfg, a = llm.config, llm.answers_summary
     lines = [
         "",
         "## LLM-judged answer metrics",
         "",
-        f"The chat chain answered {a['answers']} sampled question(s) (seed {cfg['seed']}); "
-        f"judge `{cfg['judge']}` scored each answer {cfg['repeats']} time(s). Mean of the "
+        f"The chat chain answered {a.answers} sampled question(s) (seed {cfg.seed}); "
+        f"judge `{cfg.judge}` scored each answer {cfg.repeats} time(s). Mean of the "
         "per-repeat means, and their spread:",
         "",
         "| metric | mean | sd over repeats | min | max | samples |",
         "|---|---|---|---|---|---|",
     ]
-    for metric, m in llm["aggregate"].items():
+    for metric, m in llm.aggregate.items():
         lines.append(
-            f"| {metric} | {_fmt(m['mean'])} | {_fmt(m['std'])} | {_fmt(m['min'])} | "
-            f"{_fmt(m['max'])} | {m['samples']} |"
+            f"| {metric} | {_fmt(m.mean)} | {_fmt(m.std)} | {_fmt(m.min)} | "
+            f"{_fmt(m.max)} | {m.samples} |"
         )
     lines += [
         "",
-        f"- refused {a['refused']} of {a['answers']}; cited at least one source: {a['cited_any']}",
+        f"- refused {a.refused} of {a.answers}; cited at least one source: {a.cited_any}",
         f"- questions the user may not answer (expected refusal): refused "
-        f"{a['no_access_refused']} of {a['no_access_samples']}; answerable questions answered "
-        f"{a['answerable_answered']} of {a['answerable_samples']}",
+        f"{a.no_access_refused} of {a.no_access_samples}; answerable questions answered "
+        f"{a.answerable_answered} of {a.answerable_samples}",
         f"- sources outside the user's access in any answer's context: "
-        f"{a['restricted_sources_in_context']} (must be 0); chain errors: {a['chain_errors']}",
-        f"- judge failures (left out of the means, fail the gate): {len(llm['failures'])}",
+        f"{a.restricted_sources_in_context} (must be 0); chain errors: {a.chain_errors}",
+        f"- judge failures (left out of the means, fail the gate): {len(llm.failures)}",
     ]
-    lines += [f"  - {f}" for f in llm["failures"][:20]]
+    lines += [f"  - {f}" for f in llm.failures[:20]]
     lines += ["", "| user | question | refused | answer |", "|---|---|---|---|"]
-    for answer in llm["answers"][:30]:
-        text = " ".join(str(answer["response"] or answer.get("error") or "").split())
-        question = str(answer["user_input"]).replace("|", "/")[:80]
+    for answer in llm.answers[:30]:
+        text = " ".join((answer.response or answer.error or "").split())
+        question = answer.user_input.replace("|", "/")[:80]
         lines.append(
-            f"| {answer['user']} | {question} | {answer['refused']} | "
-            f"{text.replace('|', '/')[:240]} |"
+            f"| {answer.user} | {question} | {answer.refused} | {text.replace('|', '/')[:240]} |"
         )
     return lines
 
@@ -200,15 +209,15 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_run(results: Mapping[str, Any], out: Path) -> list[Path]:
+def plot_run(results: EvalResults, out: Path) -> list[Path]:
     """metrics.png (aggregate per metric) and distribution.png (per-query scores)."""
     plt = _pyplot()
-    agg = results["aggregate"]
+    agg = results.aggregate.metrics
     metrics = [m for m in SCORED_METRICS if m in agg]
     written: list[Path] = []
     if not metrics:
         return written
-    label = f"{results['dataset']['name']} · {results['config']['retriever']}"
+    label = f"{results.dataset.name} · {results.config.retriever}"
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(metrics)), 3.6))
     values = [float(agg[m]) for m in metrics]
     bars = ax.bar([SHORT.get(m, m) for m in metrics], values, color="#4C72B0")
@@ -221,9 +230,7 @@ def plot_run(results: Mapping[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
     written.append(out / "metrics.png")
 
-    series = {
-        SHORT.get(m, m): [r[m] for r in results["queries"] if r.get(m) is not None] for m in metrics
-    }
+    series = {SHORT.get(m, m): _scores(results.queries, m) for m in metrics}
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(series)), 3.6))
     ax.boxplot(list(series.values()), showmeans=True)
     ax.set_xticks(range(1, len(series) + 1), list(series), rotation=30, fontsize=8)
@@ -237,22 +244,8 @@ def plot_run(results: Mapping[str, Any], out: Path) -> list[Path]:
 
 
 # -- comparison -----------------------------------------------------------------------------------
-def load_results(path: Path) -> dict[str, Any]:
-    file = path / "results.json" if path.is_dir() else path
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RagAppError(f"{path}: no results.json (is it a run folder?)") from None
-    except (OSError, ValueError) as exc:
-        raise RagAppError(f"{file}: cannot read results: {exc}") from exc
-    if not isinstance(data, dict) or "aggregate" not in data or "queries" not in data:
-        raise RagAppError(f"{file}: not an evaluation results file")
-    data["_path"] = str(path)
-    return data
-
-
-def run_label(results: Mapping[str, Any]) -> str:
-    return Path(str(results.get("_path", "run"))).name or "run"
+def _scores(rows: Sequence[QueryRow], metric: str) -> list[float]:
+    return [v for r in rows if (v := r.metrics.get(metric)) is not None]
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dict[str, Any]:
@@ -293,112 +286,114 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, seed: int = 0) -> dic
     return out
 
 
-def compare_runs(runs: Sequence[Mapping[str, Any]], *, alpha: float = 0.05) -> dict[str, Any]:
+def compare_runs(runs: Sequence[LoadedRun], *, alpha: float = 0.05) -> Comparison:
     """Baseline = the first run. Per metric: values, deltas and paired tests over the samples
     (user/query) both runs scored."""
     if len(runs) < 2:
         raise RagAppError("compare needs at least two runs")
-    base = runs[0]
-    metrics = [m for m in SCORED_METRICS if all(m in r["aggregate"] for r in runs)]
+    base = runs[0].results
+    metrics = [m for m in SCORED_METRICS if all(m in r.results.aggregate.metrics for r in runs)]
     extra = ["leak_rate"]
-    table: list[dict[str, Any]] = []
+    table: list[MetricComparison] = []
     for metric in metrics + extra:
-        row: dict[str, Any] = {"metric": metric, "values": [], "deltas": [], "tests": []}
-        base_scores = {q["key"]: q.get(metric) for q in base["queries"]}
-        for run in runs:
-            value = run["aggregate"].get(metric)
-            row["values"].append(value)
-            row["deltas"].append(
-                None
-                if value is None or base["aggregate"].get(metric) is None
-                else float(value) - float(base["aggregate"][metric])
-            )
-            if run is base or metric in extra:
-                row["tests"].append(None)
+        row = MetricComparison(metric=metric, values=[], deltas=[], tests=[])
+        base_value = _aggregate_value(base, metric)
+        base_scores = {q.key: q.metrics.get(metric) for q in base.queries}
+        for i, loaded in enumerate(runs):
+            run = loaded.results
+            value = _aggregate_value(run, metric)
+            row.values.append(value)
+            row.deltas.append(None if value is None or base_value is None else value - base_value)
+            if i == 0 or metric in extra:
+                row.tests.append(None)
                 continue
-            scores = {q["key"]: q.get(metric) for q in run["queries"]}
-            keys = sorted(
-                k
-                for k in base_scores.keys() & scores.keys()
-                if base_scores[k] is not None and scores[k] is not None
-            )
-            test = paired_test([base_scores[k] for k in keys], [scores[k] for k in keys])
-            test["significant"] = bool(
-                test.get("perm_pvalue") is not None and test["perm_pvalue"] < alpha
-            )
-            row["tests"].append(test)
+            scores = {q.key: q.metrics.get(metric) for q in run.queries}
+            pairs = [
+                (b, s)
+                for k in sorted(base_scores.keys() & scores.keys())
+                if (b := base_scores[k]) is not None and (s := scores[k]) is not None
+            ]
+            test = PairedTest(**paired_test([b for b, _ in pairs], [s for _, s in pairs]))
+            test.significant = test.perm_pvalue is not None and test.perm_pvalue < alpha
+            row.tests.append(test)
         table.append(row)
-    return {
-        "runs": [
-            {
-                "label": run_label(r),
-                "path": r.get("_path"),
-                "config": r["config"],
-                "dataset": r["dataset"]["name"],
-            }
+    return Comparison(
+        runs=[
+            ComparedRun(
+                label=r.label,
+                path=str(r.path),
+                config=r.results.config,
+                dataset=r.results.dataset.name,
+            )
             for r in runs
         ],
-        "alpha": alpha,
-        "metrics": table,
-    }
+        alpha=alpha,
+        metrics=table,
+    )
 
 
-def comparison_markdown(comparison: Mapping[str, Any]) -> str:
-    runs = comparison["runs"]
-    head = "| metric | " + " | ".join(r["label"] for r in runs) + " |"
+def _aggregate_value(results: EvalResults, metric: str) -> float | None:
+    """A metric's mean, or leak_rate, from a run's aggregate (None: not computed)."""
+    if metric == "leak_rate":
+        return results.aggregate.leak_rate
+    return results.aggregate.metrics.get(metric)
+
+
+def comparison_markdown(comparison: Comparison) -> str:
+    runs = comparison.runs
+    head = "| metric | " + " | ".join(r.label for r in runs) + " |"
     lines = [
         "# Comparison",
         "",
-        "Baseline: " + runs[0]["label"] + ". Δ = run − baseline; p = paired randomization test "
+        "Baseline: " + runs[0].label + ". Δ = run − baseline; p = paired randomization test "
         "(10,000 sign flips) / paired t-test over the samples both runs scored; * = p < "
-        f"{comparison['alpha']}.",
+        f"{comparison.alpha}.",
         "",
         head,
         "|---|" + "---|" * len(runs),
     ]
-    for row in comparison["metrics"]:
+    for row in comparison.metrics:
         cells = []
-        for i, value in enumerate(row["values"]):
+        for i, value in enumerate(row.values):
             cell = _fmt(value)
-            if i > 0 and row["deltas"][i] is not None:
-                cell += f" (Δ {row['deltas'][i]:+.4f}"
-                test = row["tests"][i]
-                if test and test.get("perm_pvalue") is not None:
-                    star = "*" if test["significant"] else ""
-                    cell += f", p={test['perm_pvalue']:.3g}/{test['t_pvalue']:.3g}{star}"
+            delta = row.deltas[i]
+            if i > 0 and delta is not None:
+                cell += f" (Δ {delta:+.4f}"
+                test = row.tests[i]
+                if test is not None and test.perm_pvalue is not None:
+                    star = "*" if test.significant else ""
+                    cell += f", p={test.perm_pvalue:.3g}/{test.t_pvalue:.3g}{star}"
                 cell += ")"
             cells.append(cell)
-        lines.append(f"| {row['metric']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {row.metric} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "| run | dataset | retriever | k | fusion | alpha | users |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in runs:
-        c = r["config"]
+        c = r.config
         lines.append(
-            f"| {r['label']} | {r['dataset']} | {c['retriever']} | {c['k']} | "
-            f"{c.get('fusion')} | {c.get('hybrid_alpha')} | {', '.join(c.get('users', []))} |"
+            f"| {r.label} | {r.dataset} | {c.retriever} | {c.k} | "
+            f"{c.fusion} | {c.hybrid_alpha} | {', '.join(c.users)} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def plot_comparison(comparison: Mapping[str, Any], out: Path) -> Path:
+def plot_comparison(comparison: Comparison, out: Path) -> Path:
     """Grouped bars: each metric per configuration."""
     import numpy as np
 
     plt = _pyplot()
-    rows = [r for r in comparison["metrics"] if r["metric"] in SCORED_METRICS]
-    runs = comparison["runs"]
+    rows = [r for r in comparison.metrics if r.metric in SCORED_METRICS]
+    runs = comparison.runs
     x = np.arange(len(rows))
     width = 0.8 / max(1, len(runs))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(rows)), 3.8))
     for i, run in enumerate(runs):
-        values = [float(r["values"][i] or 0.0) for r in rows]
-        ax.bar(x + i * width, values, width, label=run["label"])
-    ax.set_xticks(
-        x + width * (len(runs) - 1) / 2, [SHORT.get(r["metric"], r["metric"]) for r in rows]
-    )
+        values = [float(r.values[i] or 0.0) for r in rows]
+        ax.bar(x + i * width, values, width, label=run.label)
+    ax.set_xticks(x + width * (len(runs) - 1) / 2, [SHORT.get(r.metric, r.metric) for r in rows])
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=7)

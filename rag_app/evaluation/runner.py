@@ -52,19 +52,29 @@ from rag_app.evaluation.metrics import (
     ragas_scores,
     ranked_scores,
 )
+from rag_app.evaluation.results import (
+    RESULTS_VERSION,
+    EvalResults,
+    LLMSection,
+    MetricSummary,
+    Mismatch,
+    QueryRow,
+    RunConfig,
+    Timings,
+)
+from rag_app.settings import RetrieverName
 from rag_app.stores.base import StoreHit
 
 if TYPE_CHECKING:
     from rag_app.app import App
 
-RESULTS_VERSION = 1
 MAX_CHUNKS = 1000  # SecureSearch's k limit
 Progress = Callable[..., Any]  # tqdm-like factory: (total=, desc=, unit=) -> bar
 
 
 @dataclass
 class RunOptions:
-    retriever: str | None = None  # dense | bm25 | hybrid; default RAG_RETRIEVER
+    retriever: RetrieverName | None = None  # default RAG_RETRIEVER
     k: int | None = None  # contexts (chunks) per sample; default RAG_K
     depth: int = 100  # documents ranked per sample for the ranked metrics
     users: Sequence[str] = ()  # () = anonymous principal of the corpus tenant; "all" expands
@@ -133,22 +143,16 @@ def prepare(
     """The App to evaluate against: the dataset's own collection (ingested now if needed), or
     the configured collection when the dataset brings no corpus. Its chat chain (used for
     LLM-judged metrics) retrieves with `retriever` (default RAG_RETRIEVER)."""
-    from rag_app.app import App
-
     retriever = retriever or app.settings.retriever
     if not dataset.corpus:
         if retriever == app.settings.retriever:
             return Prepared(app=app, collection=app.settings.collection)
-        same = App(
-            app.settings.model_copy(update={"retriever": retriever}), embeddings=app.embeddings
-        )
+        same = app.derive(retriever=retriever)  # keeps a given store, model and users
         return Prepared(app=same, collection=app.settings.collection)
 
     name = collection_name(app, dataset)
-    eval_app = App(
-        app.settings.model_copy(update={"collection": name, "retriever": retriever}),
-        embeddings=app.embeddings,
-    )
+    # keeps a given model and users; a given store cannot hold this collection: ConfigError
+    eval_app = app.derive(collection=name, retriever=retriever)
     started = time.perf_counter()
 
     def bar(total: int) -> Any:
@@ -290,13 +294,13 @@ class _Retrieved:
     """Per (user, sample): the report row, the judgements and ranking for ir-measures, the
     contexts for RAGAS, and the latencies."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[QueryRow] = field(default_factory=list)
     qrels: dict[str, dict[str, int]] = field(default_factory=dict)
     run: dict[str, list[str]] = field(default_factory=dict)
     contexts: list[ContextSample] = field(default_factory=list)
     cases: dict[str, tuple[Who, Any]] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
-    mismatches: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -307,7 +311,7 @@ def run_evaluation(
     *,
     progress: Progress | None = None,
     judge: Any = None,
-) -> dict[str, Any]:
+) -> EvalResults:
     """Evaluate and return the results document (what ``results.json`` holds): prepare the
     collection and principals, retrieve for every (user, sample), score, judge if asked."""
     started = time.perf_counter()
@@ -335,44 +339,41 @@ def run_evaluation(
 
     aggregate = summarize(found.rows, found.mismatches)
     if llm_section is not None:
-        aggregate["llm_failures"] = len(llm_section["failures"])
-        aggregate["restricted_sources_in_answers"] = llm_section["answers_summary"][
-            "restricted_sources_in_context"
-        ]
+        aggregate.llm_failures = len(llm_section.failures)
+        aggregate.restricted_sources_in_answers = (
+            llm_section.answers_summary.restricted_sources_in_context
+        )
     per_user = (
-        {
-            who.name: summarize([r for r in found.rows if r["user"] == who.name], [])
-            for who in ctx.whos
-        }
+        {who.name: summarize([r for r in found.rows if r.user == who.name], []) for who in ctx.whos}
         if len(ctx.whos) > 1
         else {}
     )
-    return {
-        "version": RESULTS_VERSION,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "dataset": dataset.describe(),
-        "config": _config(ctx, options, retriever, k),
-        "ingest": ctx.prepared.ingest,
-        "timings": {
-            "ingest_s": round(ctx.prepared.seconds, 3),
-            "bm25_index_s": round(ctx.index_seconds, 3),
-            "store_scan_s": round(ctx.scan_seconds, 3),
-            "retrieval_s": round(found.seconds, 3),
-            "query_ms_mean": round(1000 * statistics.fmean(found.latencies), 2)
+    return EvalResults(
+        schema_version=RESULTS_VERSION,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        dataset=dataset.describe(),
+        config=_config(ctx, options, retriever, k),
+        ingest=ctx.prepared.ingest,
+        timings=Timings(
+            ingest_s=round(ctx.prepared.seconds, 3),
+            bm25_index_s=round(ctx.index_seconds, 3),
+            store_scan_s=round(ctx.scan_seconds, 3),
+            retrieval_s=round(found.seconds, 3),
+            query_ms_mean=round(1000 * statistics.fmean(found.latencies), 2)
             if found.latencies
             else None,
-            "query_ms_p95": round(1000 * _quantile(found.latencies, 0.95), 2)
+            query_ms_p95=round(1000 * _quantile(found.latencies, 0.95), 2)
             if found.latencies
             else None,
-            "metrics_s": round(metric_seconds, 3),
-            "total_s": round(time.perf_counter() - started, 3),
-        },
-        "aggregate": aggregate,
-        "per_user": per_user,
-        "expectation_mismatches": found.mismatches,
-        "llm": llm_section,
-        "queries": found.rows,
-    }
+            metrics_s=round(metric_seconds, 3),
+            total_s=round(time.perf_counter() - started, 3),
+        ),
+        aggregate=aggregate,
+        per_user=per_user,
+        expectation_mismatches=found.mismatches,
+        llm=llm_section,
+        queries=found.rows,
+    )
 
 
 def _context(
@@ -452,7 +453,7 @@ def _retrieve_case(
     expected = sample.expected.get(who.name)
     if relevant and expected is not None and expected != outcome:
         found.mismatches.append(
-            {"user": who.name, "query_id": sample.id, "expected": expected, "actual": outcome}
+            Mismatch(user=who.name, query_id=sample.id, expected=expected, actual=outcome)
         )
     t_query = time.perf_counter()
     hits = _retrieve(ctx.searcher, who.principal, sample.user_input, k, depth, ctx.doc_ids)
@@ -476,23 +477,23 @@ def _retrieve_case(
         )
     )
     found.rows.append(
-        {
-            "key": key,
-            "user": who.name,
-            "query_id": sample.id,
-            "query": sample.user_input,
-            "relevant": len(relevant),
-            "permitted": len(permitted),
-            "expected": expected,
-            "outcome": outcome if relevant else None,
-            "retrieved_chunks": len(hits),
-            "leaked_chunks": len(leaked),
-            "leaked_ids": leaked,
-            "restricted_sources": sorted(hidden & set(ranking)),
-            "top_documents": ranking[:10],
-            "context_ids": context_ids,
-            "latency_ms": round(found.latencies[-1] * 1000, 2),
-        }
+        QueryRow(
+            key=key,
+            user=who.name,
+            query_id=sample.id,
+            query=sample.user_input,
+            relevant=len(relevant),
+            permitted=len(permitted),
+            expected=expected,
+            outcome=outcome if relevant else None,
+            retrieved_chunks=len(hits),
+            leaked_chunks=len(leaked),
+            leaked_ids=leaked,
+            restricted_sources=sorted(hidden & set(ranking)),
+            top_documents=ranking[:10],
+            context_ids=context_ids,
+            latency_ms=round(found.latencies[-1] * 1000, 2),
+        )
     )
 
 
@@ -502,59 +503,56 @@ def _score(found: _Retrieved, *, show_progress: bool) -> None:
     ragas = ragas_scores(found.contexts, show_progress=show_progress)
     for n, row in enumerate(found.rows):
         for metric in RANKED_METRICS:
-            row[metric] = ranked[metric].get(row["key"])
+            row.metrics[metric] = ranked[metric].get(row.key)
         for metric in (*ID_METRICS, *TEXT_METRICS):
-            row[metric] = ragas[metric][n]
+            row.metrics[metric] = ragas[metric][n]
 
 
-def _add_judged(rows: list[dict[str, Any]], llm_section: Mapping[str, Any]) -> None:
-    by_key = {a["key"]: a for a in llm_section["answers"]}
+def _add_judged(rows: list[QueryRow], llm_section: LLMSection) -> None:
+    by_key = {a.key: a for a in llm_section.answers}
     for row in rows:
-        answer = by_key.get(row["key"])
+        answer = by_key.get(row.key)
         for metric in LLM_METRICS:
-            row[metric] = (
-                answer["scores"][metric]["mean"]
-                if answer is not None and metric in answer["scores"]
-                else None
-            )
+            score = answer.scores.get(metric) if answer is not None else None
+            row.metrics[metric] = score.mean if score is not None else None
 
 
-def _config(ctx: _Context, options: RunOptions, retriever: str, k: int) -> dict[str, Any]:
+def _config(ctx: _Context, options: RunOptions, retriever: str, k: int) -> RunConfig:
     """The run's configuration, as the results document records it."""
     settings = ctx.app.settings
     index = ctx.app.keyword_index if retriever in ("bm25", "hybrid") else None
-    return {
-        "retriever": retriever,
-        "k": k,
-        "depth": options.depth,
-        "users": [w.name for w in ctx.whos],
-        "limit": options.limit,
-        "collection": ctx.prepared.collection,
-        "store": ctx.app.store.info.backend,
-        "embedding_model": ctx.app.embeddings.name,
-        "chunk_size": settings.chunk_size,
-        "chunk_overlap": settings.chunk_overlap,
-        "fusion": settings.fusion,
-        "hybrid_alpha": settings.hybrid_alpha,
-        "rrf_k": settings.rrf_k,
-        "hybrid": getattr(ctx.searcher, "config", {}),
-        "bm25": index.config if index is not None else None,
-        "command": options.command,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-    }
+    return RunConfig(
+        retriever=retriever,
+        k=k,
+        depth=options.depth,
+        users=[w.name for w in ctx.whos],
+        limit=options.limit,
+        collection=ctx.prepared.collection,
+        store=ctx.app.store.info.backend,
+        embedding_model=ctx.app.embeddings.name,
+        chunk_size=settings.chunk_size,
+        chunk_overlap=settings.chunk_overlap,
+        fusion=settings.fusion,
+        hybrid_alpha=settings.hybrid_alpha,
+        rrf_k=settings.rrf_k,
+        hybrid=getattr(ctx.searcher, "config", {}),
+        bm25=index.config if index is not None else None,
+        command=options.command,
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+    )
 
 
 def _judge(
     eapp: App,
-    rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[QueryRow],
     cases: Mapping[str, tuple[Who, Any]],
     options: RunOptions,
     *,
     k: int,
     progress: Progress | None,
     judge: Any,
-) -> dict[str, Any]:
+) -> LLMSection:
     """Answer a sample of the rows with the chat chain and score the answers with a judge."""
     from rag_app.evaluation.judge import (
         answer_samples,
@@ -565,8 +563,9 @@ def _judge(
     )
 
     # Samples that judge nothing (no reference, no relevant documents) still get answers.
-    keys = choose([r["key"] for r in rows], options.judge_samples, options.judge_seed)
-    row_of = {r["key"]: r for r in rows}
+    keys = choose([r.key for r in rows], options.judge_samples, options.judge_seed)
+    # answer_samples reads the row's expected and actual outcome
+    row_of = {r.key: {"expected": r.expected, "outcome": r.outcome} for r in rows}
     items = [
         (key, cases[key][0].principal, cases[key][0].may_read, cases[key][1], row_of[key])
         for key in keys
@@ -580,22 +579,25 @@ def _judge(
         judged = judge_answers(answers, config, progress=progress)
     finally:
         eapp.close_chat()
-    return {
-        "config": {
-            "judge": config.label,
-            "chat_model": getattr(eapp.__dict__.get("chat_llm"), "name", None) or config.label,
-            "samples": len(keys),
-            "repeats": config.repeats,
-            "seed": options.judge_seed,
-            "max_workers": config.max_workers,
-            "timeout_s": config.timeout_s,
-        },
-        "aggregate": judged.aggregate(),
-        "answers_summary": answer_summary(answers),
-        "failures": [str(f) for f in judged.failures],
-        "timings": {"answers_s": round(answers_s, 2), "judging_s": round(judged.seconds, 2)},
-        "answers": answers_as_dicts(answers, judged),
-    }
+    return LLMSection.model_validate(
+        {
+            "config": {
+                "judge": config.label,
+                "chat_model": (eapp.chat_llm.name if eapp.built("chat_llm") else None)
+                or config.label,
+                "samples": len(keys),
+                "repeats": config.repeats,
+                "seed": options.judge_seed,
+                "max_workers": config.max_workers,
+                "timeout_s": config.timeout_s,
+            },
+            "aggregate": judged.aggregate(),
+            "answers_summary": answer_summary(answers),
+            "failures": [str(f) for f in judged.failures],
+            "timings": {"answers_s": round(answers_s, 2), "judging_s": round(judged.seconds, 2)},
+            "answers": answers_as_dicts(answers, judged),
+        }
+    )
 
 
 def judge_config(eapp: App, repeats: int) -> Any:
@@ -623,30 +625,29 @@ def _quantile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def summarize(rows: Sequence[Mapping[str, Any]], mismatches: Sequence[Any]) -> dict[str, Any]:
+def summarize(rows: Sequence[QueryRow], mismatches: Sequence[Any]) -> MetricSummary:
     """Means over the samples each metric applies to, plus permission counters."""
-    out: dict[str, Any] = {"samples": len(rows)}
+    means: dict[str, float] = {}
     counts: dict[str, int] = {}
     for metric in SCORED_METRICS:
-        mean, n = mean_of([r.get(metric) for r in rows])
-        if n:
-            out[metric] = mean
+        mean, n = mean_of([r.metrics.get(metric) for r in rows])
+        if mean is not None and n:
+            means[metric] = mean
             counts[metric] = n
-    retrieved = sum(int(r["retrieved_chunks"]) for r in rows)
-    leaked = sum(int(r["leaked_chunks"]) for r in rows)
-    no_access = [r for r in rows if r.get("outcome") == "no-access"]
-    out.update(
-        {
-            "leak_rate": leaked / retrieved if retrieved else 0.0,
-            "leaked_chunks": leaked,
-            "retrieved_chunks": retrieved,
-            "no_access_samples": len(no_access),
-            "restricted_source_hits": sum(1 for r in rows if r["restricted_sources"]),
-            "expectation_mismatches": len(mismatches),
-            "n": counts,
-        }
+    retrieved = sum(r.retrieved_chunks for r in rows)
+    leaked = sum(r.leaked_chunks for r in rows)
+    no_access = [r for r in rows if r.outcome == "no-access"]
+    return MetricSummary(
+        samples=len(rows),
+        metrics=means,
+        leak_rate=leaked / retrieved if retrieved else 0.0,
+        leaked_chunks=leaked,
+        retrieved_chunks=retrieved,
+        no_access_samples=len(no_access),
+        restricted_source_hits=sum(1 for r in rows if r.restricted_sources),
+        expectation_mismatches=len(mismatches),
+        n=counts,
     )
-    return out
 
 
 # -- gates ----------------------------------------------------------------------------------------
@@ -663,35 +664,36 @@ def parse_thresholds(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def gate_failures(results: Mapping[str, Any], thresholds: Mapping[str, float]) -> list[str]:
+def gate_failures(results: EvalResults, thresholds: Mapping[str, float]) -> list[str]:
     """Why this run fails its gate (empty: it passes). Leaks and expectation mismatches always
     fail; each threshold fails when its metric is below it (or was not computed)."""
-    agg = results["aggregate"]
+    agg = results.aggregate
     failures: list[str] = []
-    if agg.get("leaked_chunks"):
+    if agg.leaked_chunks:
         failures.append(
-            f"leak: {agg['leaked_chunks']} retrieved chunk(s) the principal may not read "
-            f"(leak rate {agg['leak_rate']:.4f})"
+            f"leak: {agg.leaked_chunks} retrieved chunk(s) the principal may not read "
+            f"(leak rate {agg.leak_rate:.4f})"
         )
-    if agg.get("restricted_source_hits"):
-        failures.append(f"{agg['restricted_source_hits']} sample(s) retrieved a restricted source")
-    if agg.get("expectation_mismatches"):
+    if agg.restricted_source_hits:
+        failures.append(f"{agg.restricted_source_hits} sample(s) retrieved a restricted source")
+    if agg.expectation_mismatches:
         failures.append(
-            f"{agg['expectation_mismatches']} sample(s) whose expected outcome differs from the "
+            f"{agg.expectation_mismatches} sample(s) whose expected outcome differs from the "
             "stored ACLs (see expectation_mismatches)"
         )
-    llm = results.get("llm") or {}
-    for failure in llm.get("failures", []):
-        failures.append(f"judge: {failure}")
-    chain_errors = [a for a in llm.get("answers", []) if a.get("error")]
-    for answer in chain_errors:
-        failures.append(f"chat chain failed on sample {answer['key']}: {answer['error']}")
-    if agg.get("restricted_sources_in_answers"):
+    llm = results.llm
+    if llm is not None:
+        for failure in llm.failures:
+            failures.append(f"judge: {failure}")
+        for answer in llm.answers:
+            if answer.error:
+                failures.append(f"chat chain failed on sample {answer.key}: {answer.error}")
+    if agg.restricted_sources_in_answers:
         failures.append(
-            f"{agg['restricted_sources_in_answers']} answer context(s) held a source the "
+            f"{agg.restricted_sources_in_answers} answer context(s) held a source the "
             "principal may not read"
         )
-    numeric = {k for k, v in agg.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    numeric = agg.numbers()
     for name, minimum in thresholds.items():
         if name not in numeric:
             if name in SCORED_METRICS:
@@ -700,13 +702,13 @@ def gate_failures(results: Mapping[str, Any], thresholds: Mapping[str, float]) -
             raise ConfigError(
                 f"--fail-under: unknown metric {name!r}; this run has: {', '.join(sorted(numeric))}"
             )
-        value = float(agg[name])
+        value = numeric[name]
         if value < minimum:
             failures.append(f"{name} = {value:.4f} is below {minimum}")
     return failures
 
 
-def default_run_dir(results: Mapping[str, Any], root: Path = Path("runs")) -> Path:
-    name = re.sub(r"[^A-Za-z0-9]+", "-", str(results["dataset"]["name"])).strip("-").lower()
+def default_run_dir(results: EvalResults, root: Path = Path("runs")) -> Path:
+    name = re.sub(r"[^A-Za-z0-9]+", "-", results.dataset.name).strip("-").lower()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return root / f"{name}-{results['config']['retriever']}-{stamp}"
+    return root / f"{name}-{results.config.retriever}-{stamp}"

@@ -198,6 +198,7 @@ class PermissionGuard:
         self._known_fields = known_fields
         self.date_fields = date_fields
         self.default_k = default_k
+        self._store_backend: str | None = None  # the store's backend label, for metrics
         self._fields_cache: dict[str, dict[str, FieldKind]] = {}
 
     @property
@@ -284,14 +285,14 @@ class PermissionGuard:
 
     def _store_label(self) -> str:
         """The store backend, for metrics (cached; never raises)."""
-        label = self.__dict__.get("_store_backend")
+        label = self._store_backend
         if label is None:
             store = self.store if self.store is not None else getattr(self.raw, "store", None)
             try:
                 label = str(store.info.backend) if store is not None else "none"
             except Exception:
                 label = "unknown"
-            self.__dict__["_store_backend"] = label
+            self._store_backend = label
         return label
 
     def _observed(

@@ -655,8 +655,12 @@ def test_ask_returns_the_whole_turn_or_raises(demo_app):
 
 
 def test_app_wires_the_chat_service(demo_app, tmp_path):
-    app = App(demo_app.settings, embeddings=demo_app.embeddings, store=demo_app.store)
-    app.__dict__["llm"] = ScriptedChatModel.script("Twenty weeks [1].")
+    app = App(
+        demo_app.settings,
+        embeddings=demo_app.embeddings,
+        store=demo_app.store,
+        llm=ScriptedChatModel.script("Twenty weeks [1]."),
+    )
     session = app.chat_session()
     assert session.max_tokens == app.settings.history_tokens
     events = list(app.chat.stream(session, app.principal("alice"), LEAVE))

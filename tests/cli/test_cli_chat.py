@@ -36,8 +36,7 @@ def invoke(ingested, monkeypatch):
     settings, emb, store = ingested
 
     def run(args: list[str], *replies: str, stdin: str | None = None) -> Any:
-        app = App(settings, embeddings=emb, store=store)
-        app.__dict__["llm"] = ScriptedChatModel.script(*replies)
+        app = App(settings, embeddings=emb, store=store, llm=ScriptedChatModel.script(*replies))
         monkeypatch.setattr(cli.Context, "app", property(lambda self: app))
         result = CliRunner().invoke(cli.app, args, input=stdin, standalone_mode=False)
         return result, app

@@ -13,7 +13,13 @@ import pytest
 
 @pytest.mark.parametrize(
     "args",
-    [["stats", "--last", "5000"], ["eval", "run", "--answers", "-k", "0"], ["nope"]],
+    [
+        ["stats", "--last", "5000"],
+        ["eval", "run", "--answers", "-k", "0"],
+        ["eval", "run", "--dataset", "x", "--retriever", "sparse"],
+        ["eval", "run", "--answers", "--fusion", "max"],
+        ["nope"],
+    ],
 )
 def test_bad_values_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1"}

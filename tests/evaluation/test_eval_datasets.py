@@ -209,3 +209,45 @@ def test_corpus_fingerprint_tracks_content(tmp_path: Path) -> None:
     assert corpus_fingerprint([root]) == before
     (root / "acme" / "leave.md").write_text((root / "acme" / "leave.md").read_text() + "x")
     assert corpus_fingerprint([root]) != before
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ("questions: 5\n", r"'questions' must be a file name \(got 5\)"),
+        ("questions: null\n", "'questions' must be a file name"),
+        ("corpus: [corpus, 3]\n", r"'corpus' must be a path or a list of paths \(corpus\[1\] is 3"),
+        ("corpus: {a: 1}\n", "'corpus' must be a path or a list of paths"),
+        ("id_field: null\n", "'id_field' must be source or doc_id"),
+        ("overrides: [tenant]\n", r"'overrides' must be a mapping \(got \['tenant'\]\)"),
+        ("overrides: {1: x}\n", r"'overrides' must be a mapping \(overrides\[1\]"),
+        ("users_file: 3\n", "'users_file' must be a file name"),
+        ("name: [a]\n", "'name' must be a string"),
+        ("name: true\n", "'name' must be a string"),
+        ("1: x\n", r"unknown key\(s\) 1 \(known: corpus, id_field, name, overrides"),
+        (
+            "colour: red\nshape: round\nid_field: 3\n",
+            r"unknown key\(s\) colour, shape .*; 'id_field' must be source or doc_id \(got 3\)",
+        ),
+    ],
+)
+def test_manifest_types_and_keys_are_checked(tmp_path: Path, manifest: str, message: str) -> None:
+    write_jsonl(tmp_path / "questions.jsonl", {"user_input": "q", "reference_contexts": ["p"]})
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "dataset.yaml").write_text(manifest)
+    with pytest.raises(DatasetError, match=rf"dataset\.yaml: .*{message}"):
+        load_dataset(tmp_path)
+
+
+def test_manifest_defaults_and_shorthands(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "questions.jsonl", {"user_input": "q", "reference_contexts": ["p"]})
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "dataset.yaml").write_text("name: 2025\ncorpus: corpus\noverrides: null\n")
+    ds = load_dataset(tmp_path)
+    assert ds.name == "2025" and ds.corpus == [(tmp_path / "corpus").resolve()]
+    assert ds.id_field == "source" and ds.overrides == {} and ds.users_file is None
+    (tmp_path / "dataset.yaml").write_text("overrides: {tenant: t1}\n")
+    ds = load_dataset(tmp_path)
+    assert ds.name == tmp_path.name and ds.corpus == [] and ds.id_field == "doc_id"
+    assert ds.overrides == {"tenant": "t1"}
+    assert ds.describe().model_dump()["overrides"] == {"tenant": "t1"}

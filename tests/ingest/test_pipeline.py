@@ -199,7 +199,7 @@ def test_delete_by_source_and_reingest_adds_back(tmp_path, corpus):
     source = next(
         r.metadata["source"] for r in app.store.records() if "b.md" in r.metadata["source"]
     )
-    n = app.delete(sources=[source])
+    n = app.admin.delete(sources=[source])
     assert n > 0 and "b.md" not in ids_by_source(app)
     report = app.ingestor.ingest([corpus])
     assert report.files_indexed == 1
@@ -358,11 +358,11 @@ def test_delete_filters_are_validated_against_the_catalog(tmp_path):
     assert app.ingestor.ingest([corpus]).ok
     before = app.store.count()
     with pytest.raises(FilterError, match="holds integers"):
-        app.delete(filter='{"year": {"$gte": 2021.5}}')
+        app.admin.delete(filter='{"year": {"$gte": 2021.5}}')
     with pytest.raises(FilterError, match="unknown field 'yaer'"):
-        app.delete(filter='{"yaer": 2021}')
+        app.admin.delete(filter='{"yaer": 2021}')
     assert app.store.count() == before  # nothing lost
-    plan = app.plan_delete(filter='{"year": {"$gte": 2022}}')
+    plan = app.admin.plan_delete(filter='{"year": {"$gte": 2022}}')
     assert list(plan.per_source) == [s for s in plan.per_source if s.endswith("y2022.md")]
-    assert app.delete(plan=plan) == len(plan.ids) > 0
+    assert app.admin.delete(plan=plan) == len(plan.ids) > 0
     assert app.store.count() == before - len(plan.ids)

@@ -39,7 +39,7 @@ def handle(app: App, cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "ingest":
         return app.ingestor.ingest([Path(cmd["path"])]).as_dict()
     if op == "delete":
-        return {"deleted": app.delete(sources=cmd["sources"])}
+        return {"deleted": app.admin.delete(sources=cmd["sources"])}
     if op == "wait":
         app.keyword_index.wait_for_refresh(60)
         return {"ok": True}

@@ -101,13 +101,13 @@ def older_than(app: App, corpus: Path) -> None:
     """created_at decides where present, else the ingest time; the plan is confirmed."""
     report = app.ingestor.ingest([corpus])
     assert report.ok, report.rejected
-    plan = app.plan_delete(older_than=90 * DAY)
+    plan = app.admin.plan_delete(older_than=90 * DAY)
     assert {s.rsplit("/", 1)[-1] for s in plan.per_source} == {"old.md"}
     assert len(plan.ids) == 1
     # the undated document counts as old once its ingest time is
     with app.state.engine.begin() as conn:
         conn.execute(update(documents_table).values(updated_at=time.time() - 100 * DAY))
-    names = {s.rsplit("/", 1)[-1] for s in app.plan_delete(older_than=90 * DAY).per_source}
+    names = {s.rsplit("/", 1)[-1] for s in app.admin.plan_delete(older_than=90 * DAY).per_source}
     assert names == {"old.md", "plain.md"}  # new.md's created_at is recent
     with pytest.raises(typer.Abort):
         cli(app, "delete", "--older-than", "90d", input="n\n")

@@ -84,7 +84,7 @@ def stored_per_tenant_and_type(app: App) -> dict[tuple[str, str], int]:
 
 
 def test_counts_per_tenant_and_source_type_match_the_store(app: App) -> None:
-    data = app.stats()
+    data = app.admin.stats()
     truth = stored_per_tenant_and_type(app)
     got = {
         (tenant, row["type"]): n
@@ -106,7 +106,7 @@ def test_stats_needs_neither_the_store_nor_the_model(
 ) -> None:
     first = make_app(tmp_path)
     first.ingestor.ingest([corpus])
-    expected = first.stats()
+    expected = first.admin.stats()
     first.close()
 
     def refuse(*args: Any, **kwargs: Any) -> None:
@@ -116,7 +116,7 @@ def test_stats_needs_neither_the_store_nor_the_model(
     monkeypatch.setattr("rag_app.app.build_embeddings", refuse)
     fresh = App(Settings(data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=10))
     try:
-        again = fresh.stats()
+        again = fresh.admin.stats()
     finally:
         fresh.close()
     assert again["per_source_type"] == expected["per_source_type"]
@@ -129,7 +129,7 @@ def test_every_store_of_the_state_database_is_listed(
     other = make_app(tmp_path, collection="second")
     try:
         other.ingestor.ingest([corpus / "a.md"])
-        stores = {row["store"]: row for row in other.stats()["stores"]}
+        stores = {row["store"]: row for row in other.admin.stats()["stores"]}
         assert stores[other.store_location]["current"]
         assert stores[other.store_location]["documents"] == 1
         assert stores[other.store_location]["chunks"] == other.store.count()
@@ -154,14 +154,14 @@ def test_runs_record_origin_status_counts_and_failures(
         app.ingestor.ingest([corpus], origin="serve")
     monkeypatch.undo()
 
-    runs = app.stats()["last_ingests"]
+    runs = app.admin.stats()["last_ingests"]
     assert [r["status"] for r in runs] == ["failed", "partial", "ok"]  # newest first
     assert runs[0]["origin"] == "serve" and runs[0]["error"] == "OSError: disk full"
     assert runs[1]["counts"]["files_indexed"] == 1
     assert runs[1]["counts"]["files_unchanged"] == 3
     assert runs[1]["counts"]["rejected"] == 1
     assert runs[1]["paths"] == [str(corpus), str(tmp_path / "missing")]
-    assert runs[2]["counts"]["chunks_added"] == app.stats()["chunks"] - (
+    assert runs[2]["counts"]["chunks_added"] == app.admin.stats()["chunks"] - (
         partial.chunks_added - partial.chunks_deleted
     )
     assert all(r["seconds"] is not None and r["seconds"] >= 0 for r in runs)
@@ -171,7 +171,7 @@ def test_a_killed_run_stays_visible_as_running(app: App) -> None:
     app.state.begin_run(origin="cli", paths=["big/folder"])  # and never finished
     out = cli(app)
     assert "running or killed" in out
-    assert app.stats()["last_ingests"][0]["seconds"] is None
+    assert app.admin.stats()["last_ingests"][0]["seconds"] is None
 
 
 def test_upload_and_import_runs_name_their_origin(app: App, tmp_path: Path) -> None:
@@ -187,12 +187,12 @@ def test_upload_and_import_runs_name_their_origin(app: App, tmp_path: Path) -> N
     target = make_app(tmp_path / "restore")
     try:
         import_file(target, export)
-        (run,) = target.stats()["last_ingests"]
+        (run,) = target.admin.stats()["last_ingests"]
         assert run["origin"] == "import" and run["status"] == "ok"
         assert run["counts"]["records_written"] == app.store.count()
     finally:
         target.close()
-    latest = app.stats()["last_ingests"][0]
+    latest = app.admin.stats()["last_ingests"][0]
     assert latest["origin"] == "upload" and latest["user"] == "ann"
 
 
@@ -227,7 +227,7 @@ def test_stats_agree_with_every_store(
     )
     try:
         assert application.ingestor.ingest([corpus], origin="cli").ok
-        data = application.stats()
+        data = application.admin.stats()
         got = {
             (tenant, row["type"]): n
             for row in data["per_source_type"]
@@ -236,8 +236,8 @@ def test_stats_agree_with_every_store(
         assert got == stored_per_tenant_and_type(application)
         assert data["chunks"] == application.store.count()
         victim = next(r["source"] for r in data["per_source"] if r["type"] == "txt")
-        assert application.delete(sources=[victim]) > 0
-        after = application.stats()
+        assert application.admin.delete(sources=[victim]) > 0
+        after = application.admin.stats()
         assert "txt" not in {row["type"] for row in after["per_source_type"]}
         assert after["chunks"] == application.store.count()
         assert after["last_ingests"][0]["origin"] == "cli"

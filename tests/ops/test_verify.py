@@ -260,7 +260,6 @@ def test_requires_a_scannable_store(app: App) -> None:
             self.info = inner.info
 
     bare = App(app.settings, embeddings=app.embeddings, store=Opaque(app.store))  # type: ignore[arg-type]
-    bare.__dict__["state"] = app.state
     with pytest.raises(ConfigError, match="Scannable"):
         verify(bare)
 

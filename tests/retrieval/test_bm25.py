@@ -369,7 +369,7 @@ def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: 
     source = next(
         str(r.metadata["source"]) for r in app.store.records() if "b.md" in r.metadata["source"]
     )
-    assert make_app(tmp_path).delete(sources=[source]) > 0
+    assert make_app(tmp_path).admin.delete(sources=[source]) > 0
     assert bm25_sources(app, "bananas") == []
 
     # --cleanup full after a file vanished
@@ -390,9 +390,8 @@ def reader_app(writer: App, tmp_path: Path, **settings: Any) -> App:
     s = writer.settings.model_copy(
         update={"state_db_url": f"sqlite:///{tmp_path / 'reader-state.db'}", **settings}
     )
-    reader = App(s, embeddings=HashEmbeddings(32))
-    reader.__dict__["store"] = writer.store  # the same collection, like a shared server
-    return reader
+    # the same collection, like a shared server
+    return App(s, embeddings=HashEmbeddings(32), store=writer.store)
 
 
 @pytest.mark.parametrize("mode", ["inline", "background"])

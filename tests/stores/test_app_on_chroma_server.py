@@ -35,5 +35,5 @@ def test_ingest_query_delete_against_server(tmp_path, chroma_server_url, collect
     hr = Principal("acme", "ann", frozenset({"hr"}))
     assert {h.metadata["title"] for h in app2.search.search(anon, "robot", k=10).hits} == {"P"}
     assert {h.metadata["title"] for h in app2.search.search(hr, "robot", k=10).hits} == {"P", "H"}
-    assert app2.delete(filter={"tenant": "globex"}) == 1
-    assert app2.stats()["per_tenant"] == {"acme": 2}
+    assert app2.admin.delete(filter={"tenant": "globex"}) == 1
+    assert app2.admin.stats()["per_tenant"] == {"acme": 2}

@@ -110,7 +110,7 @@ def test_ingest_search_reingest_delete_on_pinecone(
     expected = "NativeHybridRetriever" if metric == "dotproduct" else "FusedRetriever"
     assert type(raw).__name__ == expected
 
-    stats_before = app2.stats()
+    stats_before = app2.admin.stats()
     assert stats_before["store"] == "pinecone"
     assert stats_before["collection"] == index
     assert stats_before["per_tenant"] == {"acme": 2, "globex": 1}
@@ -118,12 +118,12 @@ def test_ingest_search_reingest_delete_on_pinecone(
 
     sources = {d["source"] for d in stats_before["per_source"] if d["tenant"] == "acme"}
     (hr_source,) = [s for s in sources if s.endswith("hr.md")]
-    assert app2.delete(sources=[hr_source]) == 1
+    assert app2.admin.delete(sources=[hr_source]) == 1
     assert _titles(app2.search.search(hr, "robot", k=10)) == {"P"}
     assert _titles(app2.searcher("bm25").search(hr, "robot salaries", k=10)) == {"P"}
-    assert app2.stats()["per_tenant"] == {"acme": 1, "globex": 1}
-    assert app2.delete(filter={"tenant": "globex"}) == 1
-    assert app2.stats()["per_tenant"] == {"acme": 1}
+    assert app2.admin.stats()["per_tenant"] == {"acme": 1, "globex": 1}
+    assert app2.admin.delete(filter={"tenant": "globex"}) == 1
+    assert app2.admin.stats()["per_tenant"] == {"acme": 1}
     assert app2.store.count() == 1
     # ingesting again adds back exactly what was deleted
     assert app2.ingestor.ingest([corpus]).chunks_added == 2

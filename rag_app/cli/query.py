@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from rag_app.cli.render import hits_table
+from rag_app.settings import RetrieverName
 
 
 def query(
@@ -27,7 +28,7 @@ def query(
     ] = None,
     k: Annotated[int | None, typer.Option("-k", help="Number of chunks.", min=1, max=1000)] = None,
     retriever: Annotated[
-        str | None,
+        RetrieverName | None,
         typer.Option(
             "--retriever", "-r", help="dense | bm25 | hybrid (default: RAG_RETRIEVER, hybrid)."
         ),

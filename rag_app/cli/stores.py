@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from rag_app.stores.base import CollectionMetric
+
 stores_app = typer.Typer(
     name="stores",
     help="List, describe, create and delete the collections (indexes) of the configured store.",
@@ -71,7 +73,8 @@ def create_cmd(
         ),
     ] = None,
     metric: Annotated[
-        str, typer.Option(help="cosine (every store) or dotproduct (Pinecone, native hybrid).")
+        CollectionMetric,
+        typer.Option(help="cosine (every store) or dotproduct (Pinecone, native hybrid)."),
     ] = "cosine",
     deletion_protection: Annotated[
         bool,

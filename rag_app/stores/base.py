@@ -24,12 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 from rag_app.access.filters import Node
 from rag_app.errors import ConfigError
 
 Metadata = dict[str, Any]
+# The metrics a created collection may use (each store accepts its own subset).
+CollectionMetric = Literal["cosine", "dotproduct"]
 
 
 @dataclass(frozen=True)

@@ -58,14 +58,21 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_app.access.filters import And, Cmp, Node, Or, matches
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
-from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.base import (
+    CollectionInfo,
+    CollectionMetric,
+    Metadata,
+    StoreHit,
+    StoreInfo,
+    StoreRecord,
+)
 from rag_app.stores.registry import StoreSpec
 
 if TYPE_CHECKING:
@@ -118,7 +125,7 @@ class PineconeOptions(BaseSettings):
     )
     cloud: str = Field("aws", description="Serverless cloud of a created index.")
     region: str = Field("us-east-1", description="Serverless region of a created index.")
-    metric: Literal["cosine", "dotproduct"] = Field(
+    metric: CollectionMetric = Field(
         "cosine",
         description="Metric of a created index; dotproduct enables native hybrid search.",
     )

@@ -18,6 +18,9 @@ import pytest
         ["eval", "run", "--answers", "-k", "0"],
         ["eval", "run", "--dataset", "x", "--retriever", "sparse"],
         ["eval", "run", "--answers", "--fusion", "max"],
+        ["query", "x", "--tenant", "t", "--retriever", "sparse"],
+        ["ingest", "x", "--cleanup", "partial"],
+        ["stores", "create", "c", "--metric", "l2"],
         ["nope"],
     ],
 )

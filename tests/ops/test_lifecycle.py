@@ -161,7 +161,7 @@ def test_lifecycle_on_chroma(chroma_app: App, chroma: Any, corpus: Path) -> None
 
 def test_chroma_create_refuses_other_metrics(chroma_app: App) -> None:
     with pytest.raises(ConfigError, match="cosine"):
-        cli(chroma_app, "stores", "create", "x_col", "--metric", "l2")
+        cli(chroma_app, "stores", "create", "x_col", "--metric", "dotproduct")
 
 
 def test_deleted_collection_leaves_no_list_metadata_behind(chroma: Any, tmp_path: Path) -> None:

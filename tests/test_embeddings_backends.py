@@ -213,3 +213,35 @@ def test_real_export_is_reused_and_rebuilt_when_partial(onnx_cache):
     assert len(emb.embed_query("rebuilt")) == 384
     assert onnx_encoder.export_count == count + 1
     assert onnx_encoder._valid_entry(model_file.parent)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["onnx", "onnx-int8"])
+def test_batches_side_by_side_give_the_vectors_of_one_session(onnx_cache, backend):
+    """An ingest encodes its batches on one single-threaded session per core: the rows come
+    back in the input order, equal to one session's, whatever the number of batches."""
+    encoder = LocalEmbeddings(backend=backend, cache_dir=onnx_cache).model
+    texts = [f"{t} ({n})" * (1 + n % 5) for n, t in enumerate(TEXTS * 7)]
+    encoder.workers = 1
+    alone = encoder.encode(texts, batch_size=4)
+    encoder.workers = 3  # 3 lanes over ceil(n/4) batches rounded up to a multiple of 3
+    side_by_side = encoder.encode(texts, batch_size=4)
+    assert len(encoder._worker_sessions) == 3
+    assert np.allclose(alone, side_by_side, atol=1e-6)
+    if backend == "onnx":
+        # fp32: a text's vector does not depend on its batch, so each row is its own text's
+        one_by_one = np.stack([encoder.encode([t])[0] for t in texts[:8]])
+        assert np.allclose(one_by_one, side_by_side[:8], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_int8_vectors_depend_a_little_on_the_batch(onnx_cache):
+    """Dynamic int8 quantises each batch's activations with one scale, so a text's vector
+    moves a little with its batch neighbours (documented in the README); never by much."""
+    encoder = LocalEmbeddings(backend="onnx-int8", cache_dir=onnx_cache).model
+    texts = [f"{t} ({n})" * (1 + n % 5) for n, t in enumerate(TEXTS * 3)]
+    batched = encoder.encode(texts, batch_size=64)
+    alone = np.stack([encoder.encode([t])[0] for t in texts])
+    cosines = (batched * alone).sum(1)
+    assert cosines.min() > 0.98  # 0.987 seen (a short text padded among long ones)
+    assert np.median(cosines) > 0.99

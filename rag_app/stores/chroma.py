@@ -79,6 +79,16 @@ def _in_tenant(where: Node | None, tenant: str | None) -> Node | None:
     return and_(Cmp("tenant", "$eq", tenant), where)
 
 
+def _subset(res: dict[str, Any], keep: list[int]) -> dict[str, Any]:
+    """The rows `keep` of a `collection.get` result (its per-record lists)."""
+    out = dict(res)
+    for key in ("ids", "metadatas", "documents", "embeddings", "uris"):
+        rows = res.get(key)
+        if rows is not None:
+            out[key] = [rows[n] for n in keep]
+    return out
+
+
 class ChromaStore:
     """`VectorStorePort` over one Chroma collection (cosine space)."""
 
@@ -273,7 +283,11 @@ class ChromaStore:
                 # (fewer hits than asked: the whole collection was seen)
                 if len(kept) >= k or len(hits) < depth:
                     return kept[:k]
-        return self._query(vector, k, translate(where))
+        hits = self._query(vector, k, translate(where))
+        try:  # Chroma's filter matches a little more than the grammar says (a fractional
+            return [h for h in hits if matches(where, h.metadata)]  # bound on an int field)
+        except Exception:  # a filter the evaluator cannot judge: Chroma's answer stands
+            return hits
 
     def _remember(self, key: str, share: float) -> None:
         with self._shares_lock:
@@ -306,22 +320,43 @@ class ChromaStore:
         ]
 
     def _pages(self, where: Node | None, include: list[Any]) -> Iterator[dict[str, Any]]:
-        """`collection.get` results a page at a time (offset paging) for `where`."""
+        """`collection.get` results a page at a time for `where`: the matching ids first, in
+        one call, then their records by id, a page per call. Offset paging made a full scan
+        quadratic (a page at offset 499k of 500k cost 10x one at 0: Chroma walks the offset),
+        and it skips or repeats records when a writer changes the collection mid-scan; by id,
+        a record deleted meanwhile is left out and one added meanwhile is not seen.
+
+        Each page is checked against `where` again with the filter grammar's evaluator, so a
+        record changed meanwhile to no longer match is left out (a delete by filter never
+        removes more than its filter says). Not with Chroma's filter: with ids and `where`
+        together, Chroma evaluates `where` over the whole collection on every page."""
         native = translate(where) if where is not None else None
-        offset = 0
-        while True:
+        if where is not None and "metadatas" not in include:
+            include = [*include, "metadatas"]
+        try:
+            ids = self._collection.get(where=native, include=[])["ids"]
+        except Exception as exc:
+            raise StoreError(f"Chroma scan failed: {exc}") from exc
+        for start in range(0, len(ids), _PAGE):
+            page = ids[start : start + _PAGE]
             try:
-                res: Any = self._collection.get(
-                    where=native, include=include, limit=_PAGE, offset=offset
-                )
+                res: Any = self._collection.get(ids=page, include=include)
             except Exception as exc:
                 raise StoreError(f"Chroma scan failed: {exc}") from exc
-            if not res["ids"]:
-                return
-            yield res
-            if len(res["ids"]) < _PAGE:
-                return
-            offset += len(res["ids"])
+            if where is not None:
+                try:
+                    metas = res.get("metadatas") or []
+                    keep = [n for n, m in enumerate(metas) if matches(where, m or {})]
+                except Exception:  # a filter the evaluator cannot judge: Chroma's own
+                    try:
+                        res = self._collection.get(ids=page, where=native, include=include)
+                    except Exception as exc:
+                        raise StoreError(f"Chroma scan failed: {exc}") from exc
+                else:
+                    if len(keep) < len(res["ids"]):
+                        res = _subset(res, keep)
+            if res["ids"]:
+                yield res
 
     def records(
         self, where: Node | None = None, *, tenant: str | None = None, with_text: bool = False

@@ -98,3 +98,41 @@ def test_a_filtered_query_skips_chromas_filter_only_when_that_gives_the_same_hit
                 # tried once without the filter, then remembered as narrow
                 assert used == ([False, True] if q == 0 else [True])
     store.close()
+
+
+def test_a_scan_reads_by_id_and_leaves_out_records_changed_to_no_longer_match(tmp_path):
+    """`records(where)` lists the matching ids, then reads them a page at a time by id (not by
+    offset: quadratic). A record changed between the two no longer matches and is left out,
+    so a delete by filter never removes more than its filter says."""
+    from rag_app.access.filters import parse_filter
+    from rag_app.stores import chroma as chroma_module
+
+    store = ChromaStore(path=tmp_path / "c", collection="scan", dimension=2, embedding_model="f")
+    n = 2500  # three pages
+    store.upsert(
+        [f"r{i}" for i in range(n)],
+        [f"t{i}" for i in range(n)],
+        [[1.0, float(i % 5)] for i in range(n)],
+        [{"team": "hr", "n": i} for i in range(n)],
+    )
+    real = store._collection
+    calls: list[dict] = []
+
+    class Racing:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def get(self, **kwargs):
+            calls.append(kwargs)
+            res = real.get(**kwargs)
+            if len(calls) == 1:  # the id listing: another writer moves r2400 to another team
+                real.update(ids=["r2400"], metadatas=[{"team": "eng", "n": 2400}])
+            return res
+
+    store._collection = Racing()
+    got = [r.id for r in store.records(parse_filter({"team": "hr"}))]
+    store._collection = real
+    assert "r2400" not in got and len(got) == n - 1 and len(set(got)) == n - 1
+    assert calls[0]["include"] == [] and "offset" not in calls[0]
+    assert [len(c["ids"]) for c in calls[1:]] == [chroma_module._PAGE] * 2 + [n - 2000]
+    assert all("offset" not in c and "where" not in c for c in calls[1:])

@@ -19,9 +19,9 @@ browser:
 test: setup browser
 	@$(PY) -m pytest --nbmake $(PYTEST_ARGS)
 
-## Unit tests only (no model, no server, no notebooks, no browser).
+## Unit tests only (no model, no server, no notebooks, no browser), one worker per core.
 test-fast: setup
-	@$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	@$(PY) -m pytest -m "not slow" -n auto --dist worksteal $(PYTEST_ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check rag_app tests bench

@@ -79,7 +79,7 @@ class LocalEmbeddings(Embeddings):
         self,
         model_path: Path | None = None,
         *,
-        batch_size: int = 64,
+        batch_size: int = 32,
         backend: EmbedBackend = DEFAULT_EMBED_BACKEND,
         cache_dir: Path | None = None,
     ) -> None:

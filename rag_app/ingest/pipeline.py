@@ -178,7 +178,7 @@ class Ingestor:
         splitter: TokenSplitter,
         date_fields: Sequence[str],
         max_file_bytes: int,
-        embed_batch_size: int = 64,
+        embed_batch_size: int = 32,
         settings_fingerprint: str = "",
     ) -> None:
         self.store = store

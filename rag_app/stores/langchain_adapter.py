@@ -22,7 +22,7 @@ class PortVectorStore(VectorStore):
         port: VectorStorePort,
         embeddings: Embeddings,
         *,
-        embed_batch_size: int = 64,
+        embed_batch_size: int = 32,
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.port = port

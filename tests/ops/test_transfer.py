@@ -340,6 +340,7 @@ def _forget_chroma_clients() -> None:
     SharedSystemClient.clear_system_cache()
 
 
+@pytest.mark.slow  # a child process killed mid-import (~8 s)
 def test_kill_9_mid_import_then_rerun(chroma: Any, tmp_path: Path) -> None:
     """On the server, the process killed is the client: the import command."""
     src = _app(tmp_path / "src", chroma)

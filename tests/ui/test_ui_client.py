@@ -14,6 +14,9 @@ from rag_app.app import App
 from rag_app.settings import Settings
 from tests.fakes import CitingFakeChat, HashEmbeddings
 
+# Each test serves the Gradio app on loopback: the full lane (`make test`), not test-fast.
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 gradio_client = pytest.importorskip("gradio_client")
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -22,6 +22,9 @@ from rag_app.ui.security import Guard
 from tests.chat_fakes import ScriptedChatModel
 from tests.fakes import CitingFakeChat, HashEmbeddings
 
+# Each test serves the Gradio app on loopback: the full lane (`make test`), not test-fast.
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
 gradio_client = pytest.importorskip("gradio_client")
 ROOT = Path(__file__).resolve().parents[2]
 QUESTION = "How many weeks of paid parental leave do I get?"

@@ -471,18 +471,19 @@ class OnnxSentenceEncoder:
         size = -(-len(texts) // n_batches)
         batches = [order[start : start + size] for start in range(0, len(texts), size)]
         if len(batches) == 1 or self.workers == 1:
-            results = [self._run([texts[i] for i in idx]) for idx in batches]
+            done = [(idx, self._run([texts[i] for i in idx])) for idx in batches]
         else:
             pool, sessions = self._parallel()
-            # batch j on session j mod workers: each session runs its batches in turn
-            lanes = [batches[w :: self.workers] for w in range(self.workers)]
 
-            def lane(w: int) -> list[np.ndarray]:
-                return [self._run([texts[i] for i in idx], sessions[w]) for idx in lanes[w]]
+            def lane(w: int) -> list[tuple[np.ndarray, np.ndarray]]:
+                # batches w, w + workers, ... on session w, in turn
+                return [
+                    (idx, self._run([texts[i] for i in idx], sessions[w]))
+                    for idx in batches[w :: self.workers]
+                ]
 
-            done = list(pool.map(lane, range(self.workers)))
-            results = [done[j % self.workers][j // self.workers] for j in range(len(batches))]
-        out = np.empty((len(texts), results[0].shape[1]), dtype=np.float32)
-        for idx, vectors in zip(batches, results, strict=True):
+            done = [pair for pairs in pool.map(lane, range(self.workers)) for pair in pairs]
+        out = np.empty((len(texts), done[0][1].shape[1]), dtype=np.float32)
+        for idx, vectors in done:
             out[idx] = vectors
         return out

@@ -16,7 +16,7 @@ import math
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -77,6 +77,16 @@ def _in_tenant(where: Node | None, tenant: str | None) -> Node | None:
     if tenant is None:
         return where
     return and_(Cmp("tenant", "$eq", tenant), where)
+
+
+def _judged(where: Node, metadatas: Sequence[Mapping[str, Any] | None]) -> list[int] | None:
+    """The positions of the `metadatas` that match `where` by the grammar's own evaluator
+    (`filters.matches`), or None for a filter the evaluator cannot judge (then Chroma's own
+    filter decides)."""
+    try:
+        return [n for n, m in enumerate(metadatas) if matches(where, m or {})]
+    except Exception:
+        return None
 
 
 def _subset(res: dict[str, Any], keep: list[int]) -> dict[str, Any]:
@@ -274,20 +284,19 @@ class ChromaStore:
             depth = k * OPTIMISTIC_FACTOR if share is None else math.ceil(k / share * SHARE_SLACK)
             depth = max(depth, k + OPTIMISTIC_EXTRA)
             hits = self._query(vector, depth, None)
-            try:
-                kept = [h for h in hits if matches(where, h.metadata)]
-            except Exception:  # a filter the evaluator cannot judge: Chroma's own filter,
+            keep = _judged(where, [h.metadata for h in hits])
+            if keep is None:  # a filter the evaluator cannot judge: Chroma's own filter,
                 self._remember(key, 0.0)  # now and from now on
             else:
-                self._remember(key, len(kept) / len(hits) if hits else 1.0)
+                self._remember(key, len(keep) / len(hits) if hits else 1.0)
                 # (fewer hits than asked: the whole collection was seen)
-                if len(kept) >= k or len(hits) < depth:
-                    return kept[:k]
+                if len(keep) >= k or len(hits) < depth:
+                    return [hits[n] for n in keep[:k]]
         hits = self._query(vector, k, translate(where))
-        try:  # Chroma's filter matches a little more than the grammar says (a fractional
-            return [h for h in hits if matches(where, h.metadata)]  # bound on an int field)
-        except Exception:  # a filter the evaluator cannot judge: Chroma's answer stands
-            return hits
+        # Chroma's filter matches a little more than the grammar says (a fractional bound on
+        # an int field); where the evaluator cannot judge, Chroma's answer stands
+        keep = _judged(where, [h.metadata for h in hits])
+        return hits if keep is None else [hits[n] for n in keep]
 
     def _remember(self, key: str, share: float) -> None:
         with self._shares_lock:
@@ -333,28 +342,23 @@ class ChromaStore:
         native = translate(where) if where is not None else None
         if where is not None and "metadatas" not in include:
             include = [*include, "metadatas"]
-        try:
-            ids = self._collection.get(where=native, include=[])["ids"]
-        except Exception as exc:
-            raise StoreError(f"Chroma scan failed: {exc}") from exc
-        for start in range(0, len(ids), _PAGE):
-            page = ids[start : start + _PAGE]
+
+        def get(**kwargs: Any) -> Any:
             try:
-                res: Any = self._collection.get(ids=page, include=include)
+                return self._collection.get(**kwargs)
             except Exception as exc:
                 raise StoreError(f"Chroma scan failed: {exc}") from exc
+
+        ids = get(where=native, include=[])["ids"]
+        for start in range(0, len(ids), _PAGE):
+            page = ids[start : start + _PAGE]
+            res = get(ids=page, include=include)
             if where is not None:
-                try:
-                    metas = res.get("metadatas") or []
-                    keep = [n for n, m in enumerate(metas) if matches(where, m or {})]
-                except Exception:  # a filter the evaluator cannot judge: Chroma's own
-                    try:
-                        res = self._collection.get(ids=page, where=native, include=include)
-                    except Exception as exc:
-                        raise StoreError(f"Chroma scan failed: {exc}") from exc
-                else:
-                    if len(keep) < len(res["ids"]):
-                        res = _subset(res, keep)
+                keep = _judged(where, res.get("metadatas") or [])
+                if keep is None:  # a filter the evaluator cannot judge: Chroma's own
+                    res = get(ids=page, where=native, include=include)
+                elif len(keep) < len(res["ids"]):
+                    res = _subset(res, keep)
             if res["ids"]:
                 yield res
 

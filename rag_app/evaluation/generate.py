@@ -21,7 +21,6 @@ import json
 import os
 import random
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,27 +194,25 @@ def _run_ragas(
     options: GenerateOptions,
     say: Callable[[str], None],
 ) -> list[Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from ragas.run_config import RunConfig
-        from ragas.testset import TestsetGenerator
-        from ragas.testset.graph import KnowledgeGraph, Node, NodeType
-        from ragas.testset.persona import Persona
-        from ragas.testset.synthesizers.single_hop.specific import (
-            SingleHopSpecificQuerySynthesizer,
-        )
-        from ragas.testset.transforms import apply_transforms
-        from ragas.testset.transforms.extractors.llm_based import KeyphrasesExtractor
-        from ragas.tokenizers import TiktokenWrapper
+    from ragas.run_config import RunConfig
+    from ragas.testset import TestsetGenerator
+    from ragas.testset.graph import KnowledgeGraph, Node, NodeType
+    from ragas.testset.persona import Persona
+    from ragas.testset.synthesizers.single_hop.specific import (
+        SingleHopSpecificQuerySynthesizer,
+    )
+    from ragas.testset.transforms import apply_transforms
+    from ragas.testset.transforms.extractors.llm_based import KeyphrasesExtractor
+    from ragas.tokenizers import TiktokenWrapper
 
-        run_config = RunConfig(
-            timeout=int(options.timeout_s), max_retries=1, max_workers=options.max_workers
-        )
+    run_config = RunConfig(
+        timeout=int(options.timeout_s), max_retries=1, max_workers=options.max_workers
+    )
 
-        def wrapped_llm() -> Any:
-            return ragas_llm(make_llm(), run_config)
+    def wrapped_llm() -> Any:
+        return ragas_llm(make_llm())
 
-        embedder = ragas_embeddings(embeddings, run_config)
+    embedder = ragas_embeddings(embeddings)
     random.seed(options.seed)  # ragas samples scenarios and personas with `random`
     graph = KnowledgeGraph(
         nodes=[
@@ -255,15 +252,13 @@ def _run_ragas(
     synthesizer = SingleHopSpecificQuerySynthesizer(llm=wrapped, property_name="keyphrases")
     say(f"writing {options.size} question(s) from {with_phrases} document(s)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            testset = generator.generate(
-                testset_size=options.size,
-                query_distribution=[(synthesizer, 1.0)],
-                num_personas=len(options.personas),
-                run_config=run_config,
-                raise_exceptions=True,
-            )
+        testset = generator.generate(
+            testset_size=options.size,
+            query_distribution=[(synthesizer, 1.0)],
+            num_personas=len(options.personas),
+            run_config=run_config,
+            raise_exceptions=True,
+        )
     except Exception as exc:
         raise GenerationError(_why("question generation", exc)) from exc
     samples = [s.eval_sample for s in getattr(testset, "samples", [])]

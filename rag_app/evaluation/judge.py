@@ -29,7 +29,6 @@ import math
 import random
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -49,16 +48,26 @@ PRECISION_REF = "llm_context_precision_with_reference"
 PRECISION_NOREF = "llm_context_precision_without_reference"
 RECALL = "llm_context_recall"
 LLM_METRICS: tuple[str, ...] = (FAITHFULNESS, RELEVANCY, PRECISION_REF, PRECISION_NOREF, RECALL)
-# our name -> (ragas class name in ragas.metrics, ragas' own metric name)
-_RAGAS: dict[str, tuple[str, str]] = {
-    FAITHFULNESS: ("Faithfulness", "faithfulness"),
-    RELEVANCY: ("ResponseRelevancy", "answer_relevancy"),
-    PRECISION_REF: ("LLMContextPrecisionWithReference", "llm_context_precision_with_reference"),
-    PRECISION_NOREF: (
-        "LLMContextPrecisionWithoutReference",
-        "llm_context_precision_without_reference",
+# our name -> (class in ragas.metrics.collections, ragas' own metric name, the sample fields
+# its `ascore` takes)
+_RAGAS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    FAITHFULNESS: (
+        "Faithfulness",
+        "faithfulness",
+        ("user_input", "response", "retrieved_contexts"),
     ),
-    RECALL: ("LLMContextRecall", "context_recall"),
+    RELEVANCY: ("AnswerRelevancy", "answer_relevancy", ("user_input", "response")),
+    PRECISION_REF: (
+        "ContextPrecisionWithReference",
+        "context_precision_with_reference",
+        ("user_input", "reference", "retrieved_contexts"),
+    ),
+    PRECISION_NOREF: (
+        "ContextPrecisionWithoutReference",
+        "context_precision_without_reference",
+        ("user_input", "response", "retrieved_contexts"),
+    ),
+    RECALL: ("ContextRecall", "context_recall", ("user_input", "retrieved_contexts", "reference")),
 }
 
 Progress = Callable[..., Any]
@@ -261,85 +270,45 @@ def answer_summary(answers: Sequence[AnswerSample]) -> dict[str, Any]:
 
 # -- judging --------------------------------------------------------------------------------------
 def _metric(name: str, config: JudgeConfig) -> Any:
-    from ragas.run_config import RunConfig
+    """The ragas 0.4 collections metric for `name`, judging with `config.llm`."""
+    import ragas.metrics.collections as rc
 
-    with warnings.catch_warnings():
-        # ragas 0.4 deprecates importing the legacy metrics from ragas.metrics; see ragas_llm
-        # for why the judge keeps them.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import ragas.metrics as rm
+    from rag_app.evaluation.ragas_models import ChatModelLLM, ModelEmbeddings
 
-        class_name, ragas_name = _RAGAS[name]
-        metric = getattr(rm, class_name)()
+    class_name, ragas_name, _ = _RAGAS[name]
+    factory = getattr(rc, class_name)
+    llm = ChatModelLLM(config.llm)
+    if name == RELEVANCY:
+        metric = factory(llm=llm, embeddings=ModelEmbeddings(config.embeddings))
+    else:
+        metric = factory(llm=llm)
     if metric.name != ragas_name:  # a renamed metric in a newer ragas must not go unnoticed
         raise ConfigError(f"ragas metric {class_name} is now called {metric.name!r}")
-    run_config = RunConfig(timeout=int(config.timeout_s), max_retries=1, max_workers=1)
-    metric.llm = ragas_llm(config.llm, run_config)
-    if hasattr(metric, "embeddings"):
-        metric.embeddings = ragas_embeddings(config.embeddings, run_config)
-    metric.init(run_config)
     return metric
 
 
-_WRAPPER_DEPRECATED = r"Langchain(LLM|Embeddings)Wrapper is deprecated"
+def ragas_llm(llm: BaseChatModel) -> Any:
+    """`llm` behind ragas 0.4's current LLM interface (for its test-set generator)."""
+    from rag_app.evaluation.ragas_models import ChatModelLLM
+
+    return ChatModelLLM(llm)
 
 
-def ragas_llm(llm: BaseChatModel, run_config: Any) -> Any:
-    """ragas' wrapper around a LangChain chat model, for its prompt-based metrics and test set
-    generator (``bypass_n``: llama.cpp servers reject n > 1, and ragas would set `n` on a shared
-    model).
+def ragas_embeddings(embeddings: Embeddings) -> Any:
+    """`embeddings` behind ragas 0.4's current embedding interface."""
+    from rag_app.evaluation.ragas_models import ModelEmbeddings
 
-    ragas 0.4 deprecates the wrapper for ``llm_factory`` and the ``ragas.metrics.collections``
-    metrics, which take only an SDK client (``OpenAI(...)``) and parse the judge's reply with
-    instructor's structured output. The judge keeps ragas' own prompts and JSON parsing, so
-    that any LangChain chat model works and scores the same: the bundled local model, a remote
-    one, and the test doubles."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _WRAPPER_DEPRECATED, DeprecationWarning)
-        from ragas.llms import LangchainLLMWrapper
-
-        return LangchainLLMWrapper(
-            llm, run_config=run_config, bypass_n=True, bypass_temperature=False
-        )
+    return ModelEmbeddings(embeddings)
 
 
-def ragas_embeddings(embeddings: Embeddings, run_config: Any) -> Any:
-    """ragas' wrapper around `embeddings` (deprecated like `ragas_llm`'s, for the same reason)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _WRAPPER_DEPRECATED, DeprecationWarning)
-        from ragas.embeddings import LangchainEmbeddingsWrapper
-
-        return LangchainEmbeddingsWrapper(named_embeddings(embeddings), run_config=run_config)
-
-
-def named_embeddings(inner: Embeddings) -> Embeddings:
-    """`inner` behind an object whose ``model`` is a string: ragas' usage tracking reads
-    ``embeddings.model`` and rejects anything else (our local model's ``model`` is the
-    SentenceTransformer itself)."""
-    from langchain_core.embeddings import Embeddings as LCEmbeddings
-
-    class Named(LCEmbeddings):
-        def __init__(self) -> None:
-            self.model = str(getattr(inner, "name", None) or type(inner).__name__)
-
-        def embed_documents(self, texts: list[str]) -> list[list[float]]:
-            return inner.embed_documents(texts)
-
-        def embed_query(self, text: str) -> list[float]:
-            return inner.embed_query(text)
-
-    return Named()
-
-
-def _ragas_sample(answer: AnswerSample) -> Any:
-    from ragas import SingleTurnSample
-
-    return SingleTurnSample(
-        user_input=answer.user_input,
-        response=answer.response,
-        retrieved_contexts=list(answer.contexts),
-        reference=answer.reference,
-    )
+def _inputs(answer: AnswerSample, name: str) -> dict[str, Any]:
+    fields = {
+        "user_input": answer.user_input,
+        "response": answer.response,
+        "retrieved_contexts": list(answer.contexts),
+        "reference": answer.reference,
+    }
+    return {f: fields[f] for f in _RAGAS[name][2]}
 
 
 def judge_answers(
@@ -365,7 +334,7 @@ def judge_answers(
     async def score(answer: AnswerSample, name: str, repeat: int) -> None:
         try:
             value = await asyncio.wait_for(
-                metrics[name].single_turn_ascore(_ragas_sample(answer)), timeout=config.timeout_s
+                metrics[name].ascore(**_inputs(answer, name)), timeout=config.timeout_s
             )
         except TimeoutError:
             result.failures.append(
@@ -376,6 +345,7 @@ def judge_answers(
         except Exception as exc:  # a judge failure is recorded, named and fails the gate
             result.failures.append(Failure(answer.key, name, repeat, short_error(exc)))
         else:
+            value = getattr(value, "value", value)  # a MetricResult
             if not isinstance(value, int | float) or math.isnan(float(value)):
                 result.failures.append(
                     Failure(answer.key, name, repeat, f"the metric returned {value!r}")

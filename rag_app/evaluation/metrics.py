@@ -9,12 +9,9 @@ contexts) is ``None`` and the aggregate reports how many samples it covers; a me
 
 from __future__ import annotations
 
-import asyncio
 import math
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from rag_app.errors import RagAppError
 from rag_app.evaluation.judge import LLM_METRICS
@@ -79,135 +76,87 @@ class ContextSample:
     reference_contexts: list[str] | None = None
 
 
-def ragas_scores(
-    samples: Sequence[ContextSample], *, show_progress: bool = True
-) -> dict[str, list[float | None]]:
-    """RAGAS context metrics per sample (``None`` where a metric does not apply):
+def ragas_scores(samples: Sequence[ContextSample]) -> dict[str, list[float | None]]:
+    """RAGAS' context metrics that need no LLM, per sample (``None`` where one does not apply):
 
-    * ``id_based_context_precision`` / ``id_based_context_recall`` where reference ids exist;
+    * ``id_based_context_precision`` / ``id_based_context_recall`` where reference ids exist:
+      the share of distinct retrieved ids that are references, and of references retrieved;
     * ``non_llm_context_precision_with_reference`` / ``non_llm_context_recall`` where
-      reference contexts exist (string similarity via rapidfuzz, threshold 0.5).
+      reference contexts exist. A retrieved context is relevant when its best string
+      similarity to a reference is >= 0.5, and precision is the average precision over those
+      verdicts in rank order; a reference is recalled when its best similarity to a retrieved
+      context is > 0.5. Similarity is 1 - the normalised Levenshtein distance (rapidfuzz), as
+      in ragas' `NonLLMStringSimilarity`.
 
-    A sample that retrieved nothing scores 0 on the metrics that apply to it (RAGAS itself
-    would return NaN for precision)."""
+    These are RAGAS 0.4's definitions (``IDBasedContextPrecision/Recall`` and
+    ``NonLLMContextPrecisionWithReference``/``NonLLMContextRecall``, thresholds and the
+    asymmetric ``>=``/``>`` included). ragas deprecates those classes and its current
+    ``ragas.metrics.collections`` has no replacement, so they are computed here; a test checks
+    them against ragas' own classes while ragas still ships them. A sample that retrieved
+    nothing scores 0 on the metrics that apply to it (RAGAS itself would return NaN)."""
     n = len(samples)
     out: dict[str, list[float | None]] = {m: [None] * n for m in (*ID_METRICS, *TEXT_METRICS)}
-    id_rows: list[int] = []
-    text_rows: list[int] = []
+    similarity = _string_similarity()
     for i, s in enumerate(samples):
-        if s.reference_ids:
-            if s.retrieved_ids:
-                id_rows.append(i)
-            else:
-                for m in ID_METRICS:
-                    out[m][i] = 0.0
-        if s.reference_contexts:
-            if s.retrieved_contexts:
-                text_rows.append(i)
-            else:
-                for m in TEXT_METRICS:
-                    out[m][i] = 0.0
-    if id_rows:
-        _run_ragas(samples, id_rows, ID_METRICS, out, show_progress)
-    if text_rows:
-        _run_ragas(samples, text_rows, TEXT_METRICS, out, show_progress)
+        try:
+            if s.reference_ids:
+                precision, recall = _id_scores(s.retrieved_ids, s.reference_ids)
+                out[ID_METRICS[0]][i], out[ID_METRICS[1]][i] = precision, recall
+            if s.reference_contexts:
+                precision, recall = _text_scores(
+                    s.retrieved_contexts, s.reference_contexts, similarity
+                )
+                out[TEXT_METRICS[0]][i], out[TEXT_METRICS[1]][i] = precision, recall
+        except Exception as exc:  # named, never turned into a number
+            raise MetricError(
+                f"context metric failed on sample {s.key}: {type(exc).__name__}: {exc}"
+            ) from exc
+        for name in (*ID_METRICS, *TEXT_METRICS):
+            value = out[name][i]
+            if value is not None and math.isnan(value):
+                raise MetricError(f"{name} returned nan for sample {s.key}")
     return out
 
 
-def _metric_objects(names: Sequence[str]) -> list[Any]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from ragas.metrics import (
-            IDBasedContextPrecision,
-            IDBasedContextRecall,
-            NonLLMContextPrecisionWithReference,
-            NonLLMContextRecall,
-        )
-    factories: dict[str, Any] = {
-        "id_based_context_precision": IDBasedContextPrecision,
-        "id_based_context_recall": IDBasedContextRecall,
-        "non_llm_context_precision_with_reference": NonLLMContextPrecisionWithReference,
-        "non_llm_context_recall": NonLLMContextRecall,
-    }
-    metrics = [factories[name]() for name in names]
-    for name, metric in zip(names, metrics, strict=True):
-        if metric.name != name:  # a renamed metric in a newer ragas must not go unnoticed
-            raise MetricError(f"ragas metric {name!r} is now called {metric.name!r}")
-    return metrics
+TEXT_THRESHOLD = 0.5  # ragas' default for both non-LLM context metrics
 
 
-def _sample(s: ContextSample, names: Sequence[str]) -> Any:
-    from ragas import SingleTurnSample
-
-    if names == ID_METRICS:
-        return SingleTurnSample(
-            user_input=s.user_input,
-            retrieved_context_ids=list(s.retrieved_ids),
-            reference_context_ids=list(s.reference_ids or []),
-        )
-    return SingleTurnSample(
-        user_input=s.user_input,
-        retrieved_contexts=list(s.retrieved_contexts),
-        reference_contexts=list(s.reference_contexts or []),
-    )
+def _id_scores(retrieved: Sequence[str], reference: Sequence[str]) -> tuple[float, float]:
+    got = {str(x) for x in retrieved}
+    want = {str(x) for x in reference}
+    if not got:
+        return 0.0, 0.0
+    hits = len(got & want)
+    return hits / len(got), hits / len(want)
 
 
-def _run_ragas(
-    samples: Sequence[ContextSample],
-    rows: list[int],
-    names: Sequence[str],
-    out: dict[str, list[float | None]],
-    show_progress: bool,
-) -> None:
-    from ragas import EvaluationDataset, evaluate
-
-    metrics = _metric_objects(names)
-    dataset = EvaluationDataset(samples=[_sample(samples[i], names) for i in rows])
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # evaluate() -> @experiment
-            result: Any = evaluate(
-                dataset,
-                metrics=metrics,
-                raise_exceptions=True,  # ragas' default (False) turns failures into NaN
-                show_progress=show_progress,
-            )
-    except Exception as exc:
-        culprit = _find_failing_sample(samples, rows, names, metrics)
-        where = f" on sample {culprit}" if culprit else ""
-        raise MetricError(f"ragas metric failed{where}: {type(exc).__name__}: {exc}") from exc
-    scores = result.scores
-    if len(scores) != len(rows):
-        raise MetricError(f"ragas returned {len(scores)} scores for {len(rows)} samples")
-    for row, score in zip(rows, scores, strict=True):
-        for name in names:
-            value = score.get(name)
-            if value is None or not isinstance(value, int | float) or math.isnan(value):
-                raise MetricError(
-                    f"ragas metric {name} returned {value!r} for sample {samples[row].key}"
-                )
-            out[name][row] = float(value)
+def _text_scores(
+    retrieved: Sequence[str], reference: Sequence[str], similarity: Callable[[str, str], float]
+) -> tuple[float, float]:
+    if not retrieved:
+        return 0.0, 0.0
+    table = [[similarity(r, ref) for ref in reference] for r in retrieved]
+    verdicts = [1 if max(row) >= TEXT_THRESHOLD else 0 for row in table]
+    hits = 0
+    numerator = 0.0
+    for rank, verdict in enumerate(verdicts, start=1):
+        hits += verdict
+        numerator += hits / rank * verdict
+    precision = numerator / (sum(verdicts) + 1e-10)  # ragas' average precision, epsilon kept
+    recalled = [max(table[i][j] for i in range(len(retrieved))) for j in range(len(reference))]
+    recall = sum(1 for v in recalled if v > TEXT_THRESHOLD) / len(reference)
+    return precision, recall
 
 
-def _find_failing_sample(
-    samples: Sequence[ContextSample], rows: list[int], names: Sequence[str], metrics: list[Any]
-) -> str | None:
-    """Score samples one by one to name the first that fails."""
+def _string_similarity() -> Callable[[str, str], float]:
+    """ragas' `NonLLMStringSimilarity` with its default measure: 1 - the normalised Levenshtein
+    distance (rapidfuzz), as a plain function (ragas' own is async, one event loop per pair)."""
+    from rapidfuzz.distance import Levenshtein
 
-    async def probe() -> str | None:
-        for i in rows:
-            sample = _sample(samples[i], names)
-            for metric in metrics:
-                try:
-                    await metric.single_turn_ascore(sample)
-                except Exception:
-                    return samples[i].key
-        return None
+    def similarity(retrieved: str, reference: str) -> float:
+        return 1.0 - float(Levenshtein.normalized_distance(retrieved, reference))
 
-    try:
-        return asyncio.run(probe())
-    except Exception:
-        return None
+    return similarity
 
 
 # -- aggregation ----------------------------------------------------------------------------------

@@ -328,7 +328,7 @@ def run_evaluation(
     ctx = _context(app, dataset, options, samples, retriever, progress)
     found = _retrieve_all(ctx, samples, k, options, retriever, progress)
     t_metrics = time.perf_counter()
-    _score(found, show_progress=options.show_progress)
+    _score(found)
     metric_seconds = time.perf_counter() - t_metrics
     llm_section = None
     if options.judge_samples:
@@ -497,10 +497,10 @@ def _retrieve_case(
     )
 
 
-def _score(found: _Retrieved, *, show_progress: bool) -> None:
+def _score(found: _Retrieved) -> None:
     """Ranked metrics (ir-measures) and RAGAS' non-LLM metrics into every row."""
     ranked = ranked_scores(found.qrels, found.run)
-    ragas = ragas_scores(found.contexts, show_progress=show_progress)
+    ragas = ragas_scores(found.contexts)
     for n, row in enumerate(found.rows):
         for metric in RANKED_METRICS:
             row.metrics[metric] = ranked[metric].get(row.key)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
 import warnings
 from typing import Any
 
@@ -23,8 +25,9 @@ RUN = {"q1": ["d1", "x", "d2"], "q2": ["x", "d3"], "q3": []}
 
 
 def legacy_metric(class_name: str) -> Any:
-    """A metric class of ragas.metrics, the one rag_app scores with: ragas 0.4 deprecates that
-    import, but ragas.metrics.collections has no ID-based or non-LLM context metric."""
+    """A metric class of ragas.metrics: ragas 0.4 deprecates that import, and
+    ragas.metrics.collections has no ID-based or non-LLM context metric, so rag_app computes
+    them itself and checks itself against these while ragas ships them."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import ragas.metrics
@@ -68,7 +71,7 @@ def test_ragas_id_and_text_metrics() -> None:
         ),
         ContextSample("u/d", "q", ["d1"], ["t"], None, None),  # nothing to score against
     ]
-    out = ragas_scores(samples, show_progress=False)
+    out = ragas_scores(samples)
     assert out["id_based_context_precision"] == [pytest.approx(0.5), 0.0, None, None]
     assert out["id_based_context_recall"] == [pytest.approx(2 / 3), 0.0, None, None]
     # one of two retrieved contexts matches a reference (average precision over verdicts
@@ -80,36 +83,105 @@ def test_ragas_id_and_text_metrics() -> None:
     assert mean_of([None, None]) == (None, 0)
 
 
-def test_a_nan_from_ragas_is_an_error_naming_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    IDBasedContextRecall = legacy_metric("IDBasedContextRecall")
+def test_context_metrics_match_ragas_own_classes() -> None:
+    """rag_app computes RAGAS' non-LLM context metrics itself (ragas deprecates the classes and
+    has no current replacement): on random samples, every score equals ragas' own."""
+    from ragas import SingleTurnSample
 
-    async def nan_for_b(self: Any, sample: Any, callbacks: Any = None) -> float:
-        return math.nan if "zzz" in sample.retrieved_context_ids else 1.0
+    rng = random.Random(7)
+    vocab = [
+        "cell",
+        "protein",
+        "gene",
+        "virus",
+        "tumour",
+        "dose",
+        "trial",
+        "mouse",
+        "blood",
+        "brain",
+        "risk",
+        "rate",
+    ]
 
-    monkeypatch.setattr(IDBasedContextRecall, "_single_turn_ascore", nan_for_b)
+    def text() -> str:
+        return " ".join(rng.choice(vocab) for _ in range(rng.randint(3, 12)))
+
+    def near(t: str) -> str:  # a light edit: similar enough to match, or not
+        words = t.split()
+        words[rng.randrange(len(words))] = rng.choice(vocab)
+        return " ".join(words)
+
+    samples = []
+    for n in range(120):
+        references = [text() for _ in range(rng.randint(1, 4))]
+        retrieved = [near(rng.choice(references)) if rng.random() < 0.5 else text()]
+        retrieved += [text() for _ in range(rng.randint(0, 5))]
+        rng.shuffle(retrieved)
+        ids = [f"d{rng.randint(0, 9)}" for _ in range(rng.randint(1, 8))]
+        wanted = [f"d{rng.randint(0, 9)}" for _ in range(rng.randint(1, 4))]
+        samples.append(ContextSample(f"u/{n}", "q", ids, retrieved, wanted, references))
+    ours = ragas_scores(samples)
+    classes = {
+        "id_based_context_precision": "IDBasedContextPrecision",
+        "id_based_context_recall": "IDBasedContextRecall",
+        "non_llm_context_precision_with_reference": "NonLLMContextPrecisionWithReference",
+        "non_llm_context_recall": "NonLLMContextRecall",
+    }
+
+    async def theirs(name: str, s: ContextSample) -> float:
+        sample = SingleTurnSample(
+            user_input=s.user_input,
+            retrieved_contexts=s.retrieved_contexts,
+            reference_contexts=s.reference_contexts,
+            retrieved_context_ids=s.retrieved_ids,
+            reference_context_ids=s.reference_ids,
+        )
+        return float(await legacy_metric(classes[name])().single_turn_ascore(sample))
+
+    matched = {name: 0 for name in classes}
+    for name in classes:
+        for i, s in enumerate(samples):
+            expected = asyncio.run(theirs(name, s))
+            assert ours[name][i] == pytest.approx(expected, abs=1e-9), (name, s.key)
+            matched[name] += 1
+    assert matched == dict.fromkeys(classes, len(samples))
+    # both verdicts occur, so the thresholds were really exercised
+    assert 0 < sum(v == 1.0 for v in ours["non_llm_context_recall"]) < len(samples)
+
+
+def test_a_nan_from_a_context_metric_is_an_error_naming_the_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = metrics_module._id_scores
+
+    def nan_for_b(retrieved: Any, reference: Any) -> tuple[float, float]:
+        return (1.0, math.nan) if "zzz" in retrieved else real(retrieved, reference)
+
+    monkeypatch.setattr(metrics_module, "_id_scores", nan_for_b)
     samples = [
         ContextSample("ann/q1", "q", ["d1"], ["t"], ["d1"]),
         ContextSample("ann/q2", "q", ["zzz"], ["t"], ["d1"]),
     ]
     with pytest.raises(MetricError, match="id_based_context_recall returned nan for sample ann/q2"):
-        ragas_scores(samples, show_progress=False)
+        ragas_scores(samples)
 
 
-def test_a_failing_ragas_metric_names_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    IDBasedContextPrecision = legacy_metric("IDBasedContextPrecision")
+def test_a_failing_context_metric_names_the_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = metrics_module._id_scores
 
-    async def boom(self: Any, sample: Any, callbacks: Any = None) -> float:
-        if "bad" in sample.retrieved_context_ids:
+    def boom(retrieved: Any, reference: Any) -> tuple[float, float]:
+        if "bad" in retrieved:
             raise RuntimeError("broken sample")
-        return 1.0
+        return real(retrieved, reference)
 
-    monkeypatch.setattr(IDBasedContextPrecision, "_single_turn_ascore", boom)
+    monkeypatch.setattr(metrics_module, "_id_scores", boom)
     samples = [
         ContextSample("bob/ok", "q", ["d1"], ["t"], ["d1"]),
         ContextSample("bob/broken", "q", ["bad"], ["t"], ["d1"]),
     ]
     with pytest.raises(MetricError, match=r"failed on sample bob/broken.*broken sample"):
-        ragas_scores(samples, show_progress=False)
+        ragas_scores(samples)
     assert metrics_module.RANKED_METRICS["ndcg@10"] == "nDCG@10"
 
 

@@ -70,6 +70,8 @@ _RAGAS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     RECALL: ("ContextRecall", "context_recall", ("user_input", "retrieved_contexts", "reference")),
 }
 
+RELEVANCY_TEMPERATURE = 0.3
+
 Progress = Callable[..., Any]
 
 
@@ -277,11 +279,13 @@ def _metric(name: str, config: JudgeConfig) -> Any:
 
     class_name, ragas_name, _ = _RAGAS[name]
     factory = getattr(rc, class_name)
-    llm = ChatModelLLM(config.llm)
     if name == RELEVANCY:
+        # Its three generated questions are meant to differ: sample them as ragas' legacy
+        # metric did (the judge model itself is deterministic).
+        llm = ChatModelLLM(config.llm.bind(temperature=RELEVANCY_TEMPERATURE))
         metric = factory(llm=llm, embeddings=ModelEmbeddings(config.embeddings))
     else:
-        metric = factory(llm=llm)
+        metric = factory(llm=ChatModelLLM(config.llm))
     if metric.name != ragas_name:  # a renamed metric in a newer ragas must not go unnoticed
         raise ConfigError(f"ragas metric {class_name} is now called {metric.name!r}")
     return metric

@@ -29,7 +29,7 @@ from rag_app.errors import RagAppError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
-    from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -39,15 +39,17 @@ class JudgeOutputError(RagAppError):
 
 
 class ChatModelLLM(InstructorBaseRagasLLM):
-    """ragas' structured-output LLM interface over a LangChain chat model."""
+    """ragas' structured-output LLM interface over a LangChain chat model (or a model with
+    bound arguments)."""
 
     # ragas' test-set prompts call `agenerate` when this is true (as for an async SDK client)
     is_async = True
 
-    def __init__(self, llm: BaseChatModel, *, corrections: int = 1) -> None:
+    def __init__(self, llm: Runnable[Any, Any], *, corrections: int = 1) -> None:
         self.llm = llm
         self.corrections = corrections
-        self.model = str(getattr(llm, "model_name", None) or type(llm).__name__)
+        bound = getattr(llm, "bound", llm)
+        self.model = str(getattr(bound, "model_name", None) or type(bound).__name__)
         self.provider = "langchain"
 
     def generate(self, prompt: str, response_model: type[Model]) -> Model:

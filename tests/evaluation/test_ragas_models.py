@@ -4,6 +4,7 @@ model, one correction round, failures that name the problem, embeddings passed t
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from pydantic import BaseModel, Field
@@ -100,3 +101,30 @@ def test_embeddings_pass_through() -> None:
     assert asyncio.run(wrapped.aembed_texts(texts)) == inner.embed_documents(texts)
     assert wrapped.embed_texts(texts) == inner.embed_documents(texts)
     assert isinstance(wrapped.model, str)
+
+
+class Recording(OverlapJudge):
+    """The overlap judge, recording the call arguments it was given."""
+
+    seen: list[dict[str, object]] = Field(default_factory=list)
+
+    def _generate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kw: Any) -> Any:
+        self.seen.append(dict(kw))
+        return super()._generate(messages, stop, run_manager, **kw)
+
+
+def test_relevancy_samples_its_questions_other_metrics_do_not() -> None:
+    from rag_app.evaluation.judge import FAITHFULNESS, RELEVANCY, JudgeConfig, _metric
+
+    judge = Recording(messages=iter(()))
+    config = JudgeConfig(llm=judge, embeddings=HashEmbeddings(), label="t")
+    answer = "Aspirin lowers the risk of heart attacks."
+    asyncio.run(_metric(RELEVANCY, config).ascore(user_input="aspirin?", response=answer))
+    assert len(judge.seen) == 3 and all(kw.get("temperature") == 0.3 for kw in judge.seen)
+    judge.seen.clear()
+    asyncio.run(
+        _metric(FAITHFULNESS, config).ascore(
+            user_input="aspirin?", response=answer, retrieved_contexts=[answer]
+        )
+    )
+    assert judge.seen and all("temperature" not in kw for kw in judge.seen)

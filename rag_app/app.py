@@ -413,8 +413,9 @@ class App:
 
     def _build_searcher(self, kind: str) -> Searcher:
         from rag_app.retrieval.bm25 import KeywordSearch
-        from rag_app.retrieval.hybrid import HybridSearch, NativeHybridRetriever
-        from rag_app.retrieval.search import PermissionGuard
+        from rag_app.retrieval.hybrid import HybridSearch, IdsFirstDense, NativeHybridRetriever
+        from rag_app.retrieval.search import PermissionGuard, RawRetriever
+        from rag_app.stores.base import NearestIds
 
         s = self.settings
         guard: dict[str, Any] = {
@@ -436,8 +437,11 @@ class App:
                 store, self.embeddings, alpha=s.hybrid_alpha, vectors=self.query_vectors
             )
             return PermissionGuard(raw, self.store, **guard)
+        dense: RawRetriever = self.search.raw
+        if isinstance(self.store, NearestIds):  # embedded Chroma: ids first, see IdsFirstDense
+            dense = IdsFirstDense(self.search.raw, self.keyword_index, self.store)
         return HybridSearch(
-            self.search.raw,
+            dense,
             KeywordSearch(self.keyword_index).raw,
             store=self.store,
             fusion=s.fusion,

@@ -183,6 +183,7 @@ class KeywordIndex:
         self.title_weight = title_weight
         self._built: _Built | None = None
         self._masks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._rows: tuple[_Built, dict[str, int]] | None = None
         self._lock = threading.RLock()  # guards _built and the mask cache (held briefly)
         self._build_lock = threading.Lock()  # one build at a time (held while building)
         self._worker: threading.Thread | None = None
@@ -285,6 +286,7 @@ class KeywordIndex:
         with self._lock:
             self._built = built
             self._masks.clear()
+            self._rows = None
 
     def refresh(self) -> None:
         """Bring the index up to date now (e.g. right after an ingest)."""
@@ -589,13 +591,32 @@ class KeywordIndex:
                     self._masks.popitem(last=False)
         return mask
 
-    def search(self, query: str, k: int, where: Node) -> list[StoreHit]:
+    def rows(self, built: _Built) -> dict[str, int]:
+        """Chunk id -> its row in `built` (in the masks of `matching`)."""
+        with self._lock:
+            cached = self._rows
+            if cached is not None and cached[0] is built:
+                return cached[1]
+        rows = {cid: n for n, cid in enumerate(built.ids)}
+        with self._lock:
+            if self._built is built:
+                self._rows = (built, rows)
+        return rows
+
+    def matching(self, built: _Built, where: Node) -> np.ndarray:
+        """Which rows of `built` match `where`, by the copy's metadata (cached per filter)."""
+        return self._mask(built, where)
+
+    def search(
+        self, query: str, k: int, where: Node, *, built: _Built | None = None
+    ) -> list[StoreHit]:
         """Top-k chunks by BM25 among those matching `where` (the effective filter), only
         chunks that share at least one term with the query. `where` is required: there is
-        no unfiltered keyword search."""
+        no unfiltered keyword search. `built`: an index already checked for freshness in
+        this search (`current()`), so that a fused search checks the store once."""
         if where is None:
             raise ValueError("KeywordIndex.search needs the effective (access) filter")
-        built = self.current()
+        built = built if built is not None else self.current()
         if built.model is None:
             return []
         token_ids = built.model.get_tokens_ids(self.analyzer(query))

@@ -25,15 +25,24 @@ fused ranking is the same whether a caller asks for 5 chunks or 100.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from rag_app.access.filters import Node
+from rag_app.access.filters import Cmp, Node, and_
+from rag_app.access.permissions import TENANT_FIELD
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError
+from rag_app.retrieval.bm25 import KeywordIndex, KeywordRetriever
 from rag_app.retrieval.queries import QueryVectors
-from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits, RawRetriever
-from rag_app.stores.base import NativeHybrid, StoreHit, VectorStorePort
+from rag_app.retrieval.search import (
+    DenseRetriever,
+    KnownFields,
+    PermissionGuard,
+    RawHits,
+    RawRetriever,
+)
+from rag_app.stores.base import NativeHybrid, NearestIds, StoreHit, VectorStorePort
 
 FusionMethod = Literal["rrf", "weighted"]
 FusionLevel = Literal["document", "chunk"]
@@ -125,6 +134,66 @@ def raw_of(part: RawRetriever | PermissionGuard) -> RawRetriever:
     return part.raw if isinstance(part, PermissionGuard) else part
 
 
+class IdsFirstDense:
+    """The dense half of a fused search, ids first (for a store with `NearestIds`).
+
+    An embedded Chroma query spends most of its time reading the hits' metadata, and a fused
+    search throws the dense half's texts and metadata away anyway: the guard confirms the
+    fused top k against the store's current records. So this half asks the store for the
+    nearest ids and scores only, over the whole collection, as deep as the filter's share of
+    the keyword index's copy needs, and judges them against that copy's metadata with the
+    grammar's evaluator (the same masks the BM25 half uses). It falls back to the store's
+    filtered query (`dense`) when the filter is narrow (under `MIN_SHARE` of the copy), when a
+    candidate is not in the copy (the copy lags the store), or when too few candidates match.
+
+    The copy never decides access: hits come back without text and are confirmed by id
+    against the store (`from_store` is False), like every BM25 hit. A stale copy can only
+    cost recall (a chunk whose ACL now admits the reader is skipped) until the index
+    refreshes, which it does before every search when the store's change token moved."""
+
+    name = "dense"
+    from_store = False
+    MIN_SHARE = 0.25  # as ChromaStore.query: narrower filters go to the store's filter
+    SLACK = 1.2
+    EXTRA = 20
+
+    def __init__(self, dense: DenseRetriever, index: KeywordIndex, store: NearestIds) -> None:
+        self.dense = dense
+        self.index = index
+        self.store = store
+        self.fallbacks = 0  # searches that took the store's filtered query (for tests)
+
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        return self.retrieve_in(self.index.current(), query, k, where, tenant)
+
+    def retrieve_in(self, built: Any, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        """As `retrieve`, against `built` (the keyword index, checked fresh by the caller)."""
+        scoped = and_(Cmp(TENANT_FIELD, "$eq", tenant), where) if tenant else where
+        mask = self.index.matching(built, scoped) if scoped is not None else None
+        share = float(mask.mean()) if mask is not None and mask.size else 0.0
+        if mask is None or share <= 0.0 or share < self.MIN_SHARE:
+            return self._fallback(query, k, where, tenant)
+        depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
+        pairs = self.store.nearest_ids(self.dense.vectors(query), depth)
+        rows = self.index.rows(built)
+        hits: list[StoreHit] = []
+        for cid, score in pairs:
+            row = rows.get(cid)
+            if row is None:  # newer than the copy: the store's own filter decides
+                return self._fallback(query, k, where, tenant)
+            if mask[row]:
+                hits.append(StoreHit(id=cid, text="", metadata=built.metadatas[row], score=score))
+                if len(hits) == k:
+                    break
+        if len(hits) < k and len(pairs) == depth:  # too few matched this deep
+            return self._fallback(query, k, where, tenant)
+        return RawHits(hits)
+
+    def _fallback(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        self.fallbacks += 1
+        return self.dense.retrieve(query, k, where, tenant)
+
+
 class FusedRetriever:
     """Dense + keyword candidates, fused (see the module docstring). Each half contributes
     ``max(k, candidates)`` candidates; the fused list is cut to k."""
@@ -172,8 +241,17 @@ class FusedRetriever:
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         depth = max(k, self.candidates)
-        dense = self.dense.retrieve(query, depth, where, tenant).hits
-        sparse = self.keyword.retrieve(query, depth, where, tenant).hits
+        if (
+            isinstance(self.dense, IdsFirstDense)
+            and isinstance(self.keyword, KeywordRetriever)
+            and self.keyword.index is self.dense.index
+        ):  # one freshness check of the shared keyword index for both halves
+            built = self.dense.index.current()
+            dense = self.dense.retrieve_in(built, query, depth, where, tenant).hits
+            sparse = self.keyword.index.search(query, depth, where, built=built)
+        else:
+            dense = self.dense.retrieve(query, depth, where, tenant).hits
+            sparse = self.keyword.retrieve(query, depth, where, tenant).hits
         ranked, details = self._fuse(dense, sparse)
         ranked = ranked[:k]
         return RawHits(ranked, {h.id: details[h.id] for h in ranked})

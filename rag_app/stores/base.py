@@ -130,6 +130,16 @@ class ChangeTracking(Protocol):
 
 
 @runtime_checkable
+class NearestIds(Protocol):
+    """The store can answer a vector query with ids and scores only, over every record and
+    without a filter (cheaper than `query` where reading metadata dominates). Its answer
+    decides nothing on its own: the caller filters with a copy of the metadata and confirms
+    what it keeps against the store."""
+
+    def nearest_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]: ...
+
+
+@runtime_checkable
 class NativeHybrid(Protocol):
     """The store fuses keyword and vector search itself (Weaviate hybrid, Pinecone
     sparse-dense). `alpha` weighs the vector side (1.0: vector only)."""

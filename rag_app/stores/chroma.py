@@ -298,6 +298,23 @@ class ChromaStore:
         keep = _judged(where, [h.metadata for h in hits])
         return hits if keep is None else [hits[n] for n in keep]
 
+    def nearest_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+        """The ids and scores of the k nearest records of the whole collection, no filter and
+        nothing else read: most of a Chroma query's time goes to reading the hits' metadata
+        (about 8 ms of 10 for 120 hits at 11k records here). For callers that judge the
+        candidates against a copy of the metadata and confirm what they keep against the
+        store (`rag_app.retrieval.hybrid.IdsFirstDense`)."""
+        try:
+            embeddings: Any = [list(vector)]
+            res = self._collection.query(
+                query_embeddings=embeddings, n_results=k, include=["distances"]
+            )
+        except Exception as exc:
+            raise StoreError(f"Chroma query failed: {exc}") from exc
+        ids = res["ids"][0]
+        dists = (res.get("distances") or [[]])[0] or [1.0] * len(ids)
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
     def _remember(self, key: str, share: float) -> None:
         with self._shares_lock:
             self._shares[key] = share

@@ -10,11 +10,13 @@ import pytest
 from typer.testing import CliRunner
 
 from rag_app.access.filters import Node
-from rag_app.access.permissions import Principal
+from rag_app.access.permissions import Principal, access_filter
 from rag_app.app import App
 from rag_app.errors import ConfigError
+from rag_app.retrieval.bm25 import KeywordSearch
 from rag_app.retrieval.hybrid import (
     HybridSearch,
+    IdsFirstDense,
     best_per_document,
     document_key,
     fuse_scores,
@@ -233,3 +235,104 @@ def test_query_cli_retriever_option(
         cli, ["--data-dir", str(tmp_path / "data"), "query", "x", "--tenant", "acme", "-r", "nope"]
     )
     assert bad.exit_code != 0
+
+
+# -- the ids-first dense half (embedded Chroma) ---------------------------------------------------
+TOPICS = ["parental leave", "hotel cap", "quantum widget", "payroll salary", "server outage"]
+GROUPS = ["public", "group:hr", "group:eng"]
+
+
+@pytest.fixture
+def acl_app(tmp_path: Path) -> App:
+    """60 documents over five topics, readable by the public, by HR or by engineering."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for n in range(60):
+        topic = TOPICS[n % len(TOPICS)]
+        acl = GROUPS[(n // 5) % len(GROUPS)]
+        text = f"---\ntitle: Doc {n}\ntenant: acme\nacl: [{acl}]\n---\n{topic} note {n} " * 2
+        (root / f"d{n:02d}.md").write_text(text)
+    a = App(
+        Settings(data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=0),
+        embeddings=HashEmbeddings(32),
+    )
+    assert a.ingestor.ingest([root]).ok
+    return a
+
+
+def plain_hybrid(app: App) -> HybridSearch:
+    """The fused search with the store's filtered dense query (no ids-first half)."""
+    return HybridSearch(app.search, KeywordSearch(app.keyword_index), store=app.store)
+
+
+PRINCIPALS = [
+    Principal.anonymous("acme"),
+    Principal(tenant="acme", user_id="hana", groups=frozenset({"hr"})),
+    Principal(tenant="acme", user_id="eli", groups=frozenset({"eng", "hr"})),
+]
+
+
+def test_the_app_uses_ids_first_and_ranks_exactly_as_the_plain_fused_search(
+    acl_app: App,
+) -> None:
+    fused = acl_app.searcher("hybrid")
+    assert isinstance(fused, HybridSearch) and isinstance(fused.raw.dense, IdsFirstDense)
+    plain = plain_hybrid(acl_app)
+    compared = 0
+    for principal in PRINCIPALS:
+        for query in [*TOPICS, "note 7", "leave hotel", "nothing matches zzz"]:
+            for k in (1, 5, 30):
+                for caller in (None, {"title": {"$ne": "Doc 3"}}):
+                    a = fused.search(principal, query, k=k, filter=caller)
+                    b = plain.search(principal, query, k=k, filter=caller)
+                    assert [(h.id, h.text, h.metadata) for h in a.hits] == [
+                        (h.id, h.text, h.metadata) for h in b.hits
+                    ]
+                    assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits])
+                    assert all(h.text for h in a.hits)  # confirmed: the store's text
+                    compared += 1
+    assert compared == 3 * 8 * 3 * 2
+    # the anonymous reader sees a third of the chunks: above MIN_SHARE, so no fallback for it
+    assert fused.raw.dense.fallbacks < compared
+
+
+def test_ids_first_falls_back_for_a_narrow_filter(acl_app: App) -> None:
+    half = acl_app.searcher("hybrid").raw.dense
+    assert isinstance(half, IdsFirstDense)
+    before = half.fallbacks
+    narrow = {"title": {"$in": ["Doc 1", "Doc 2"]}}
+    result = acl_app.searcher("hybrid").search(PRINCIPALS[2], "note", k=5, filter=narrow)
+    assert half.fallbacks == before + 1
+    assert {h.metadata["title"] for h in result.hits} <= {"Doc 1", "Doc 2"}
+
+
+def test_ids_first_falls_back_when_the_store_has_a_chunk_the_copy_lacks(acl_app: App) -> None:
+    half = acl_app.searcher("hybrid").raw.dense
+    assert isinstance(half, IdsFirstDense)
+    built = acl_app.keyword_index.current()
+    text = "zebra crossing " * 4
+    meta = {"tenant": "acme", "acl": ["public"], "source": "new.md", "title": "New"}
+    acl_app.store.upsert(["new-1"], [text], [acl_app.embeddings.embed_query(text)], [meta])
+    before = half.fallbacks
+    found = half.retrieve_in(built, "zebra crossing", 5, access_filter(PRINCIPALS[0]), "acme")
+    assert half.fallbacks == before + 1
+    assert found.hits[0].id == "new-1"  # the store's own filtered query found it
+
+
+def test_a_stale_copy_cannot_leak_a_chunk_whose_acl_was_narrowed(
+    acl_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fused = acl_app.searcher("hybrid")
+    anon = PRINCIPALS[0]
+    first = fused.search(anon, "parental leave", k=3).hits[0]
+    assert first.metadata["acl"] == ["public"]
+    stale = acl_app.keyword_index.current()  # the copy before the change
+    record = acl_app.store.get([first.id])[0]
+    narrowed = {**record.metadata, "acl": ["group:hr"]}
+    vector = acl_app.embeddings.embed_query(record.text or "")
+    acl_app.store.upsert([first.id], [record.text or ""], [vector], [narrowed])
+    monkeypatch.setattr(acl_app.keyword_index, "current", lambda: stale)
+    result = fused.search(anon, "parental leave", k=3)
+    assert first.id not in {h.id for h in result.hits}
+    assert all(h.metadata["acl"] == ["public"] for h in result.hits)
+    assert result.dropped >= 1  # the copy admitted it, the store's record did not

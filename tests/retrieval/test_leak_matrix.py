@@ -21,10 +21,17 @@ from rag_app.access.filters import And, Cmp, Node, Or, matches, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.errors import AccessDenied, FilterError, StoreError
 from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch
-from rag_app.retrieval.hybrid import HybridSearch, NativeHybridRetriever
+from rag_app.retrieval.hybrid import HybridSearch, IdsFirstDense, NativeHybridRetriever
 from rag_app.retrieval.retriever import PermissionAwareRetriever
 from rag_app.retrieval.search import PermissionGuard, RawHits, Searcher, SecureSearch
-from rag_app.stores.base import NativeHybrid, StoreHit, StoreInfo, StoreRecord, VectorStorePort
+from rag_app.stores.base import (
+    NativeHybrid,
+    NearestIds,
+    StoreHit,
+    StoreInfo,
+    StoreRecord,
+    VectorStorePort,
+)
 from rag_app.stores.chroma import ChromaStore
 from tests.fakes import HashEmbeddings
 
@@ -289,7 +296,7 @@ def search(
     store.close()
 
 
-KINDS = ["dense", "bm25", "hybrid-weighted", "hybrid-rrf", "hybrid-native"]
+KINDS = ["dense", "bm25", "hybrid-weighted", "hybrid-rrf", "hybrid-ids-first", "hybrid-native"]
 
 
 def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
@@ -304,6 +311,14 @@ def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
     keyword = KeywordSearch(index, default_k=5, **guard)
     if kind == "bm25":
         return keyword
+    if kind == "hybrid-ids-first":  # the App's fused search on a store with NearestIds
+        if not isinstance(dense.store, NearestIds):
+            pytest.skip(f"the {dense.store.info.backend} store has no ids-only query")
+        ids_first = IdsFirstDense(dense.raw, index, dense.store)
+        ids_first.MIN_SHARE = 0.0  # the ids-first path for every principal, however narrow
+        return HybridSearch(
+            ids_first, keyword, store=dense.store, candidates=20, default_k=5, **guard
+        )
     fusion = "rrf" if kind.endswith("rrf") else "weighted"
     return HybridSearch(dense, keyword, fusion=fusion, candidates=20, default_k=5, **guard)
 

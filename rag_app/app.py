@@ -390,12 +390,13 @@ class App:
     def keyword_index(self) -> KeywordIndex:
         """BM25 over this store's chunks; persisted under <data_dir>/bm25 and rebuilt from the
         store whenever the store's change token moved (see rag_app.retrieval.bm25)."""
-        from rag_app.retrieval.bm25 import KeywordIndex, index_directory
+        from rag_app.retrieval.bm25 import RECOUNT_S, KeywordIndex, index_directory
 
         return KeywordIndex(
             indexable(self.store, "keep a BM25 index (RAG_RETRIEVER=bm25)"),
             directory=index_directory(self.settings.data_dir, self.store_location),
             background=self.settings.bm25_refresh == "background",
+            recount_s=RECOUNT_S,
         )
 
     def searcher(self, kind: str | None = None) -> Searcher:

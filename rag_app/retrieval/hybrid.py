@@ -109,7 +109,9 @@ def fuse_scores(
 def document_key(hit: StoreHit) -> str:
     """The document a chunk belongs to: its ``source`` (unique per document; JSONL records
     are ``<file>#<id>``), else ``doc_id``, else the chunk itself."""
-    meta = hit.metadata if isinstance(hit.metadata, Mapping) else {}
+    meta = hit.metadata
+    if type(meta) is not dict and not isinstance(meta, Mapping):  # (dict: the fast path)
+        meta = {}
     for field in ("source", "doc_id"):
         value = meta.get(field)
         if isinstance(value, str) and value:
@@ -252,13 +254,13 @@ class FusedRetriever:
         else:
             dense = self.dense.retrieve(query, depth, where, tenant).hits
             sparse = self.keyword.retrieve(query, depth, where, tenant).hits
-        ranked, details = self._fuse(dense, sparse)
-        ranked = ranked[:k]
-        return RawHits(ranked, {h.id: details[h.id] for h in ranked})
+        ranked, details = self._fuse(dense, sparse, k)
+        return RawHits(ranked, details)
 
     def _fuse(
-        self, dense: Sequence[StoreHit], sparse: Sequence[StoreHit]
+        self, dense: Sequence[StoreHit], sparse: Sequence[StoreHit], k: int
     ) -> tuple[list[StoreHit], dict[str, dict[str, float]]]:
+        """The k best candidates, fused, and each one's scores (only the k are built)."""
         by_id: dict[str, StoreHit] = {}
         for hit in [*dense, *sparse]:
             by_id.setdefault(hit.id, hit)
@@ -290,7 +292,7 @@ class FusedRetriever:
             primary = {cid: doc_fused.get(doc_of[cid], 0.0) for cid in by_id}
         ranked: list[StoreHit] = []
         details: dict[str, dict[str, float]] = {}
-        for cid in order:
+        for cid in order[:k]:
             hit = by_id[cid]
             ranked.append(
                 StoreHit(id=hit.id, text=hit.text, metadata=hit.metadata, score=primary[cid])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from rag_app.access.filters import Cmp, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.app import App
+from rag_app.retrieval import bm25 as bm25_module
 from rag_app.retrieval.bm25 import KeywordIndex, KeywordSearch, index_text, same_metadata
 from rag_app.settings import Settings
 from rag_app.sparse import Analyzer
@@ -145,6 +147,35 @@ def test_rebuilds_when_generation_or_count_moves(store: ChromaStore, tmp_path: P
     generation[0] += 1
     assert [h.id for h in index.search("kubernetes", 5, where)] == ["c1"]
     assert index.rebuilds == 3
+
+
+def test_the_count_is_reread_at_most_every_recount_s_while_the_token_stays(
+    store: ChromaStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(bm25_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    generation = [0]
+    counted: list[int] = []
+    real_count = store.count
+
+    def counting(**kw: Any) -> int:
+        counted.append(1)
+        return real_count(**kw)
+
+    monkeypatch.setattr(store, "count", counting)
+    index = KeywordIndex(store, generation=lambda: generation[0], recount_s=10.0)
+    where = access_filter(ANON)
+    assert index.search("kubernetes", 5, where)
+    store.delete(["c4"])  # a write that never moved the token
+    clock[0] += 5
+    assert index.search("kubernetes", 5, where)  # within recount_s: the count is not re-read
+    assert len(counted) == 1 and index.rebuilds == 1
+    clock[0] += 6
+    assert index.search("kubernetes", 5, where) == []  # re-read: the delete is seen
+    assert len(counted) == 2 and index.rebuilds == 2
+    generation[0] += 1  # a write through rag_app: token moved, count re-read at once
+    assert index.search("kubernetes", 5, where) == []
+    assert len(counted) == 3
 
 
 def test_persisted_index_is_loaded_not_rebuilt(store: ChromaStore, tmp_path: Path) -> None:

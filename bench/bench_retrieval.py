@@ -95,8 +95,17 @@ def main() -> int:
     results["numpy_exact"] = timed(
         queries, lambda q: np.argpartition(-(matrix @ np.asarray(vectors[q], np.float32)), 300)
     )
+    # a raw bm25s query: analyse, score every chunk, top 300 (no filter, no freshness check)
+    built = keyword.current()
+
+    def raw_bm25(q: str) -> Any:
+        scores = built.model.get_scores_from_ids(built.model.get_tokens_ids(keyword.analyzer(q)))
+        return np.argpartition(-np.asarray(scores), 300)[:300]
+
+    results["bm25_raw"] = timed(queries, raw_bm25)
+    # the index's own search (freshness check, access mask, hits): not part of the floor
     results["bm25_index"] = timed(queries, lambda q: keyword.search(q, 300, where))
-    floor = sum(results[p]["p50_ms"] for p in ("encode", "numpy_exact", "bm25_index"))
+    floor = sum(results[p]["p50_ms"] for p in ("encode", "numpy_exact", "bm25_raw"))
     results["floor_p50_ms"] = floor
 
     # Chroma's own query, with and without its where filter, and recall against exact
@@ -136,7 +145,7 @@ def main() -> int:
             row["x_floor"] = row["with_encode_p50_ms"] / floor
             results[f"{kind}_k{k}"] = row
 
-    print(f"floor p50 {floor:.1f} ms = encode + numpy exact + bm25 index")
+    print(f"floor p50 {floor:.1f} ms = encode + numpy exact + raw bm25s")
     for key, value in results.items():
         if isinstance(value, dict):
             extra = (

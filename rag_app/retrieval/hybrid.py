@@ -29,10 +29,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import numpy as np
+
 from rag_app.access.filters import Cmp, Node, and_
 from rag_app.access.permissions import TENANT_FIELD
 from rag_app.embeddings import EmbeddingModel
-from rag_app.errors import ConfigError
+from rag_app.errors import ConfigError, StoreError
 from rag_app.retrieval.bm25 import KeywordIndex, KeywordRetriever
 from rag_app.retrieval.queries import QueryVectors
 from rag_app.retrieval.search import (
@@ -144,9 +146,12 @@ class IdsFirstDense:
     fused top k against the store's current records. So this half asks the store for the
     nearest ids and scores only, over the whole collection, as deep as the filter's share of
     the keyword index's copy needs, and judges them against that copy's metadata with the
-    grammar's evaluator (the same masks the BM25 half uses). It falls back to the store's
-    filtered query (`dense`) when the filter is narrow (under `MIN_SHARE` of the copy), when a
-    candidate is not in the copy (the copy lags the store), or when too few candidates match.
+    grammar's evaluator (the same masks the BM25 half uses). A narrow filter (under
+    `MIN_SHARE` of the copy) asks instead for the nearest among the ids the copy says match
+    (`_among`). It falls back to the store's filtered query (`dense`) when a candidate is not
+    in the copy or a copy's id is gone from the store (the copy lags the store), when too
+    few candidates match, when nothing in the copy matches, or when more than `MAX_AMONG`
+    ids would have to be sent.
 
     The copy never decides access: hits come back without text and are confirmed by id
     against the store (`from_store` is False), like every BM25 hit. A stale copy can only
@@ -155,7 +160,8 @@ class IdsFirstDense:
 
     name = "dense"
     from_store = False
-    MIN_SHARE = 0.25  # as ChromaStore.query: narrower filters go to the store's filter
+    MIN_SHARE = 0.25  # narrower filters: the nearest among the matching ids (`_among`)
+    MAX_AMONG = 20_000  # more matching ids than this: the store's own filter
     SLACK = 1.2
     EXTRA = 20
 
@@ -164,6 +170,7 @@ class IdsFirstDense:
         self.index = index
         self.store = store
         self.fallbacks = 0  # searches that took the store's filtered query (for tests)
+        self.narrow = 0  # searches answered among the matching ids (for tests)
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         return self.retrieve_in(self.index.current(), query, k, where, tenant)
@@ -172,11 +179,15 @@ class IdsFirstDense:
         """As `retrieve`, against `built` (the keyword index, checked fresh by the caller)."""
         scoped = and_(Cmp(TENANT_FIELD, "$eq", tenant), where) if tenant else where
         mask = self.index.matching(built, scoped) if scoped is not None else None
-        share = float(mask.mean()) if mask is not None and mask.size else 0.0
-        if mask is None or share <= 0.0 or share < self.MIN_SHARE:
+        matching = int(mask.sum()) if mask is not None else 0
+        if mask is None or matching == 0:
             return self._fallback(query, k, where, tenant)
+        vector = self.dense.vectors(query)
+        share = matching / mask.size
+        if share < self.MIN_SHARE:
+            return self._among(built, mask, matching, vector, query, k, where, tenant)
         depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
-        pairs = self.store.nearest_ids(self.dense.vectors(query), depth)
+        pairs = self.store.nearest_ids(vector, depth)
         rows = self.index.rows(built)
         hits: list[StoreHit] = []
         for cid, score in pairs:
@@ -190,6 +201,36 @@ class IdsFirstDense:
         if len(hits) < k and len(pairs) == depth:  # too few matched this deep
             return self._fallback(query, k, where, tenant)
         return RawHits(hits)
+
+    def _among(
+        self,
+        built: Any,
+        mask: np.ndarray,
+        matching: int,
+        vector: Sequence[float],
+        query: str,
+        k: int,
+        where: Node,
+        tenant: str,
+    ) -> RawHits:
+        """A narrow filter: the nearest among the ids the copy says match (exact, and ~5 ms
+        where Chroma's own ``where`` costs ~70 ms at 11k chunks and grows with the store)."""
+        if matching > self.MAX_AMONG:
+            return self._fallback(query, k, where, tenant)
+        rows = np.flatnonzero(mask)
+        ids = [built.ids[n] for n in rows]
+        try:
+            pairs = self.store.nearest_ids(vector, k, among=ids)
+        except StoreError:  # a chunk of the copy is gone from the store: its filter decides
+            return self._fallback(query, k, where, tenant)
+        self.narrow += 1
+        row_of = dict(zip(ids, rows.tolist(), strict=True))
+        return RawHits(
+            [
+                StoreHit(id=cid, text="", metadata=built.metadatas[row_of[cid]], score=score)
+                for cid, score in pairs
+            ]
+        )
 
     def _fallback(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         self.fallbacks += 1

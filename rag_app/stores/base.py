@@ -136,7 +136,12 @@ class NearestIds(Protocol):
     decides nothing on its own: the caller filters with a copy of the metadata and confirms
     what it keeps against the store."""
 
-    def nearest_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]: ...
+    def nearest_ids(
+        self, vector: Sequence[float], k: int, *, among: Sequence[str] | None = None
+    ) -> list[tuple[str, float]]:
+        """Nearest ids with scores, over every record or only those `among` the given ids
+        (all of which must exist: an unknown id is a `StoreError`)."""
+        ...
 
 
 @runtime_checkable

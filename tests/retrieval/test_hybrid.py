@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rag_app.access.filters import Node
+from rag_app.access.filters import Node, and_, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.app import App
 from rag_app.errors import ConfigError
@@ -260,6 +260,9 @@ def acl_app(tmp_path: Path) -> App:
     return a
 
 
+NARROW = {"title": {"$in": ["Doc 1", "Doc 2", "Doc 7", "Doc 40"]}}
+
+
 def plain_hybrid(app: App) -> HybridSearch:
     """The fused search with the store's filtered dense query (no ids-first half)."""
     return HybridSearch(app.search, KeywordSearch(app.keyword_index), store=app.store)
@@ -282,7 +285,7 @@ def test_the_app_uses_ids_first_and_ranks_exactly_as_the_plain_fused_search(
     for principal in PRINCIPALS:
         for query in [*TOPICS, "note 7", "leave hotel", "nothing matches zzz"]:
             for k in (1, 5, 30):
-                for caller in (None, {"title": {"$ne": "Doc 3"}}):
+                for caller in (None, {"title": {"$ne": "Doc 3"}}, NARROW):
                     a = fused.search(principal, query, k=k, filter=caller)
                     b = plain.search(principal, query, k=k, filter=caller)
                     assert [(h.id, h.text, h.metadata) for h in a.hits] == [
@@ -291,19 +294,31 @@ def test_the_app_uses_ids_first_and_ranks_exactly_as_the_plain_fused_search(
                     assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits])
                     assert all(h.text for h in a.hits)  # confirmed: the store's text
                     compared += 1
-    assert compared == 3 * 8 * 3 * 2
+    assert compared == 3 * 8 * 3 * 3
     # the anonymous reader sees a third of the chunks: above MIN_SHARE, so no fallback for it
     assert fused.raw.dense.fallbacks < compared
 
 
-def test_ids_first_falls_back_for_a_narrow_filter(acl_app: App) -> None:
+def test_a_narrow_filter_is_answered_among_the_ids_the_copy_says_match(acl_app: App) -> None:
     half = acl_app.searcher("hybrid").raw.dense
     assert isinstance(half, IdsFirstDense)
-    before = half.fallbacks
-    narrow = {"title": {"$in": ["Doc 1", "Doc 2"]}}
-    result = acl_app.searcher("hybrid").search(PRINCIPALS[2], "note", k=5, filter=narrow)
-    assert half.fallbacks == before + 1
-    assert {h.metadata["title"] for h in result.hits} <= {"Doc 1", "Doc 2"}
+    before = (half.narrow, half.fallbacks)
+    result = acl_app.searcher("hybrid").search(PRINCIPALS[2], "note", k=5, filter=NARROW)
+    assert (half.narrow, half.fallbacks) == (before[0] + 1, before[1])
+    assert result.hits and {h.metadata["title"] for h in result.hits} <= set(NARROW["title"]["$in"])
+
+
+def test_a_narrow_filter_falls_back_when_a_chunk_of_the_copy_is_gone(acl_app: App) -> None:
+    half = acl_app.searcher("hybrid").raw.dense
+    assert isinstance(half, IdsFirstDense)
+    built = acl_app.keyword_index.current()
+    where = and_(access_filter(PRINCIPALS[2]), parse_filter(NARROW))
+    gone = next(r.id for r in acl_app.store.records(parse_filter(NARROW)))
+    acl_app.store.delete([gone])  # the copy still holds it: Chroma rejects the unknown id
+    before = (half.narrow, half.fallbacks)
+    found = half.retrieve_in(built, "note", 5, where, "acme")
+    assert (half.narrow, half.fallbacks) == (before[0], before[1] + 1)
+    assert found.hits and gone not in {h.id for h in found.hits}
 
 
 def test_ids_first_falls_back_when_the_store_has_a_chunk_the_copy_lacks(acl_app: App) -> None:

@@ -296,7 +296,15 @@ def search(
     store.close()
 
 
-KINDS = ["dense", "bm25", "hybrid-weighted", "hybrid-rrf", "hybrid-ids-first", "hybrid-native"]
+KINDS = [
+    "dense",
+    "bm25",
+    "hybrid-weighted",
+    "hybrid-rrf",
+    "hybrid-ids-first",
+    "hybrid-ids-first-scan",
+    "hybrid-native",
+]
 
 
 def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
@@ -311,11 +319,12 @@ def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
     keyword = KeywordSearch(index, default_k=5, **guard)
     if kind == "bm25":
         return keyword
-    if kind == "hybrid-ids-first":  # the App's fused search on a store with NearestIds
+    if kind.startswith("hybrid-ids-first"):  # the App's fused search on a NearestIds store
         if not isinstance(dense.store, NearestIds):
             pytest.skip(f"the {dense.store.info.backend} store has no ids-only query")
         ids_first = IdsFirstDense(dense.raw, index, dense.store)
-        ids_first.MIN_SHARE = 0.0  # the ids-first path for every principal, however narrow
+        if kind.endswith("scan"):  # the unfiltered scan for every principal, however narrow
+            ids_first.MIN_SHARE = 0.0
         return HybridSearch(
             ids_first, keyword, store=dense.store, candidates=20, default_k=5, **guard
         )

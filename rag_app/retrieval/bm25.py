@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_app.access.filters import Node, matches
+from rag_app.access.filters import Node, matches_each
 from rag_app.errors import RagAppError
 from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits
 from rag_app.sparse import Analyzer
@@ -602,9 +602,7 @@ class KeywordIndex:
             if self._built is built and cache_key in self._masks:
                 self._masks.move_to_end(cache_key)
                 return self._masks[cache_key]
-        mask = np.fromiter(
-            (matches(where, meta) for meta in built.metadatas), dtype=bool, count=len(built.ids)
-        )
+        mask = np.fromiter(matches_each(where, built.metadatas), dtype=bool, count=len(built.ids))
         with self._lock:
             if self._built is built:
                 self._masks[cache_key] = mask

@@ -24,7 +24,7 @@ from urllib.parse import urlparse
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from rag_app.access.filters import And, Cmp, Node, Or, and_, matches
+from rag_app.access.filters import And, Cmp, Node, Or, and_, matches_each
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
 from rag_app.stores.registry import StoreSpec
@@ -84,7 +84,7 @@ def _judged(where: Node, metadatas: Sequence[Mapping[str, Any] | None]) -> list[
     (`filters.matches`), or None for a filter the evaluator cannot judge (then Chroma's own
     filter decides)."""
     try:
-        return [n for n, m in enumerate(metadatas) if matches(where, m or {})]
+        return [n for n, ok in enumerate(matches_each(where, metadatas)) if ok]
     except Exception:
         return None
 

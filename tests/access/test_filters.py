@@ -151,3 +151,42 @@ def test_deeply_nested_json_is_a_named_error_not_a_recursion_error():
         nested = {"$and": [nested]}
     with pytest.raises(FilterError, match="nested more than"):
         parse_filter(nested)
+
+
+def test_matches_each_agrees_with_matches_on_random_filters_and_records():
+    """The per-distinct-values shortcut gives every record exactly `matches`' verdict, with
+    values that compare equal across types (True / 1 / 1.0, a list / its tuple), missing and
+    None fields, and an unhashable value."""
+    import random
+
+    from rag_app.access.filters import matches_each
+
+    rng = random.Random(11)
+    values = [True, False, 1, 1.0, 0, 2, 2.5, "a", "b", "1", None, ["a", "b"], ["b"], [1], []]
+    fields = ["f", "g", "h"]
+    ops = ["$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$contains"]
+    scalars = [True, False, 1, 1.0, 0, 2, 2.5, "a", "b", "1"]
+
+    def node(depth=0):
+        if depth < 2 and rng.random() < 0.35:
+            items = tuple(node(depth + 1) for _ in range(rng.randint(2, 3)))
+            return And(items) if rng.random() < 0.5 else Or(items)
+        op = rng.choice(ops)
+        if op in ("$in", "$nin"):
+            return Cmp(rng.choice(fields), op, tuple(rng.sample(scalars, 3)))
+        return Cmp(rng.choice(fields), op, rng.choice(scalars))
+
+    def record():
+        meta = {f: rng.choice(values) for f in fields if rng.random() < 0.8}
+        if rng.random() < 0.05:
+            meta["f"] = {"nested": 1}  # unhashable
+        return meta
+
+    records = [record() for _ in range(400)] + [None]
+    checked = 0
+    for _ in range(300):
+        where = node()
+        expected = [matches(where, m or {}) for m in records]
+        assert matches_each(where, records) == expected, where
+        checked += len(records)
+    assert checked == 300 * 401

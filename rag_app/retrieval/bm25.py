@@ -646,8 +646,7 @@ class KeywordIndex:
         candidates = np.flatnonzero(mask & (scores > 0.0))
         if candidates.size == 0:
             return []
-        # Highest score first; ties in index order (deterministic).
-        order = candidates[np.lexsort((candidates, -scores[candidates]))][:k]
+        order = top_k(candidates, scores[candidates], k)
         return [
             StoreHit(
                 id=built.ids[i],
@@ -704,6 +703,17 @@ class KeywordSearch(PermissionGuard):
             default_k=default_k,
         )
         self.index = index
+
+
+def top_k(rows: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """The `k` best `rows` by `scores` (aligned arrays), highest first, ties in row order
+    (deterministic). Only the rows scoring at least the k-th best are sorted: the same order
+    as sorting all of them, without sorting 100k candidates of a common term."""
+    if rows.size > k:
+        kth = np.partition(scores, rows.size - k)[rows.size - k]  # the k-th largest score
+        keep = scores >= kth  # every row above it, and every tie with it
+        rows, scores = rows[keep], scores[keep]
+    return rows[np.lexsort((rows, -scores))][:k]
 
 
 def index_directory(data_dir: Path, store_location: str) -> Path:

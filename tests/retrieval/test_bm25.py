@@ -492,3 +492,16 @@ def test_caller_filters_apply_to_bm25(tmp_path: Path, corpus: Path) -> None:
         "category": {"$eq": "drinks"}
     }
     assert parse_filter({"category": "drinks"}) is not None
+
+
+def test_top_k_orders_exactly_like_a_full_sort_ties_included() -> None:
+    from rag_app.retrieval.bm25 import top_k
+
+    rng = np.random.default_rng(5)
+    for _ in range(300):
+        n = int(rng.integers(1, 400))
+        rows = np.sort(rng.choice(10_000, n, replace=False))
+        scores = rng.integers(0, 6, n).astype(np.float64)  # many ties
+        k = int(rng.integers(1, 60))
+        full = rows[np.lexsort((rows, -scores))][:k]
+        assert top_k(rows, scores, k).tolist() == full.tolist()

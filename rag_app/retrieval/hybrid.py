@@ -26,7 +26,10 @@ fused ranking is the same whether a caller asks for 5 chunks or 100.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -35,7 +38,7 @@ from rag_app.access.filters import Cmp, Node, and_
 from rag_app.access.permissions import TENANT_FIELD
 from rag_app.embeddings import EmbeddingModel
 from rag_app.errors import ConfigError, StoreError
-from rag_app.retrieval.bm25 import KeywordIndex, KeywordRetriever
+from rag_app.retrieval.bm25 import KeywordIndex, KeywordRetriever, top_k
 from rag_app.retrieval.queries import QueryVectors
 from rag_app.retrieval.search import (
     DenseRetriever,
@@ -138,6 +141,17 @@ def raw_of(part: RawRetriever | PermissionGuard) -> RawRetriever:
     return part.raw if isinstance(part, PermissionGuard) else part
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """The stored vectors (normalised) of the chunks one narrow filter admits, in one index
+    version (`built`): `ids[n]` is the copy's row `rows[n]`."""
+
+    built: Any
+    ids: list[str]
+    rows: np.ndarray
+    matrix: np.ndarray
+
+
 class IdsFirstDense:
     """The dense half of a fused search, ids first (for a store with `NearestIds`).
 
@@ -147,11 +161,11 @@ class IdsFirstDense:
     nearest ids and scores only, over the whole collection, as deep as the filter's share of
     the keyword index's copy needs, and judges them against that copy's metadata with the
     grammar's evaluator (the same masks the BM25 half uses). A narrow filter (under
-    `MIN_SHARE` of the copy) asks instead for the nearest among the ids the copy says match
-    (`_among`). It falls back to the store's filtered query (`dense`) when a candidate is not
-    in the copy or a copy's id is gone from the store (the copy lags the store), when too
-    few candidates match, when nothing in the copy matches, or when more than `MAX_AMONG`
-    ids would have to be sent.
+    `MIN_SHARE` of the copy) is an exact search over the stored vectors of the chunks the
+    copy says match, read once per filter and index version (`_among`). It falls back to the
+    store's filtered query (`dense`) when a candidate is not in the copy or a copy's id is
+    gone from the store (the copy lags the store), when too few candidates match, when
+    nothing in the copy matches, or when more than `MAX_AMONG` chunks match.
 
     The copy never decides access: hits come back without text and are confirmed by id
     against the store (`from_store` is False), like every BM25 hit. A stale copy can only
@@ -162,6 +176,7 @@ class IdsFirstDense:
     from_store = False
     MIN_SHARE = 0.25  # narrower filters: the nearest among the matching ids (`_among`)
     MAX_AMONG = 20_000  # more matching ids than this: the store's own filter
+    SLICE_BYTES = 256 * 1024 * 1024  # vectors kept for narrow filters (see `_slice`)
     SLACK = 1.2
     EXTRA = 20
 
@@ -171,6 +186,8 @@ class IdsFirstDense:
         self.store = store
         self.fallbacks = 0  # searches that took the store's filtered query (for tests)
         self.narrow = 0  # searches answered among the matching ids (for tests)
+        self._slices: OrderedDict[str, _Slice] = OrderedDict()
+        self._lock = threading.Lock()
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         return self.retrieve_in(self.index.current(), query, k, where, tenant)
@@ -185,7 +202,7 @@ class IdsFirstDense:
         vector = self.dense.vectors(query)
         share = matching / mask.size
         if share < self.MIN_SHARE:
-            return self._among(built, mask, matching, vector, query, k, where, tenant)
+            return self._among(built, mask, matching, vector, query, k, where, tenant, repr(scoped))
         depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
         pairs = self.store.nearest_ids(vector, depth)
         rows = self.index.rows(built)
@@ -212,25 +229,59 @@ class IdsFirstDense:
         k: int,
         where: Node,
         tenant: str,
+        key: str,
     ) -> RawHits:
-        """A narrow filter: the nearest among the ids the copy says match (exact, and ~5 ms
-        where Chroma's own ``where`` costs ~70 ms at 11k chunks and grows with the store)."""
+        """A narrow filter: exact cosine search over the stored vectors of the chunks the copy
+        says match. Their vectors are read from the store once per filter and index version
+        (`_slice`, ~1.5 KB per chunk, at most `SLICE_BYTES` in all); a search is then a
+        matrix-vector product. Chroma's own ``where`` costs ~70 ms at 11k chunks and grows
+        with the store; a query restricted to a list of ids grows with it too."""
         if matching > self.MAX_AMONG:
             return self._fallback(query, k, where, tenant)
-        rows = np.flatnonzero(mask)
-        ids = [built.ids[n] for n in rows]
         try:
-            pairs = self.store.nearest_ids(vector, k, among=ids)
+            cut = self._slice(built, mask, key)
         except StoreError:  # a chunk of the copy is gone from the store: its filter decides
             return self._fallback(query, k, where, tenant)
+        q = np.asarray(vector, dtype=np.float32)
+        q = q / (float(np.linalg.norm(q)) or 1.0)
+        scores = cut.matrix @ q
+        best = top_k(np.arange(scores.size), scores, k)
         self.narrow += 1
-        row_of = dict(zip(ids, rows.tolist(), strict=True))
         return RawHits(
             [
-                StoreHit(id=cid, text="", metadata=built.metadatas[row_of[cid]], score=score)
-                for cid, score in pairs
+                StoreHit(
+                    id=cut.ids[n],
+                    text="",
+                    metadata=built.metadatas[cut.rows[n]],
+                    score=float(scores[n]),
+                )
+                for n in best
             ]
         )
+
+    def _slice(self, built: Any, mask: np.ndarray, key: str) -> _Slice:
+        """The matching chunks' vectors for filter `key` in index version `built` (cached,
+        least recently used first out; a new index version never reuses an old slice)."""
+        with self._lock:
+            cut = self._slices.get(key)
+            if cut is not None and cut.built is built:
+                self._slices.move_to_end(key)
+                return cut
+        rows = np.flatnonzero(mask)
+        ids = [built.ids[n] for n in rows]
+        raw = np.asarray(self.store.vectors_of(ids), dtype=np.float32)
+        norms = np.linalg.norm(raw, axis=1, keepdims=True)
+        matrix = (raw / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        cut = _Slice(built=built, ids=ids, rows=rows, matrix=matrix)
+        with self._lock:
+            self._slices[key] = cut
+            self._slices.move_to_end(key)
+            while (
+                sum(c.matrix.nbytes for c in self._slices.values()) > self.SLICE_BYTES
+                and len(self._slices) > 1
+            ):
+                self._slices.popitem(last=False)
+        return cut
 
     def _fallback(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         self.fallbacks += 1

@@ -143,6 +143,11 @@ class NearestIds(Protocol):
         (all of which must exist: an unknown id is a `StoreError`)."""
         ...
 
+    def vectors_of(self, ids: Sequence[str]) -> Any:
+        """The stored vectors of `ids` in that order (a float32 array, one row each); a
+        `StoreError` when any id is not in the store."""
+        ...
+
 
 @runtime_checkable
 class NativeHybrid(Protocol):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -324,6 +325,21 @@ class ChromaStore:
         ids = res["ids"][0]
         dists = (res.get("distances") or [[]])[0] or [1.0] * len(ids)
         return [(i, 1.0 - float(d)) for i, d in zip(ids, dists, strict=True)]
+
+    def vectors_of(self, ids: Sequence[str]) -> np.ndarray:
+        """The stored vectors of `ids`, in that order (float32, one row each); `StoreError`
+        when any of them is not in the collection."""
+        wanted = list(ids)
+        try:
+            res = self._collection.get(ids=wanted, include=["embeddings"])
+        except Exception as exc:
+            raise StoreError(f"Chroma get by id failed: {exc}") from exc
+        rows = res.get("embeddings")
+        got = dict(zip(res["ids"], rows if rows is not None else [], strict=True))
+        missing = sum(1 for i in wanted if i not in got)
+        if missing:
+            raise StoreError(f"{missing} of {len(wanted)} ids are not in the collection")
+        return np.asarray([got[i] for i in wanted], dtype=np.float32).reshape(len(wanted), -1)
 
     def _remember(self, key: str, share: float) -> None:
         with self._shares_lock:

@@ -351,3 +351,38 @@ def test_a_stale_copy_cannot_leak_a_chunk_whose_acl_was_narrowed(
     assert first.id not in {h.id for h in result.hits}
     assert all(h.metadata["acl"] == ["public"] for h in result.hits)
     assert result.dropped >= 1  # the copy admitted it, the store's record did not
+
+
+def test_a_narrow_filter_reads_its_vectors_once_per_index_version(
+    acl_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fused = acl_app.searcher("hybrid")
+    half = fused.raw.dense
+    assert isinstance(half, IdsFirstDense)
+    reads: list[int] = []
+    real = acl_app.store.vectors_of
+
+    def counting(ids: Any) -> Any:
+        reads.append(len(ids))
+        return real(ids)
+
+    monkeypatch.setattr(acl_app.store, "vectors_of", counting)
+    reader = PRINCIPALS[2]
+    first = fused.search(reader, "note", k=5, filter=NARROW)
+    again = fused.search(reader, "parental leave", k=5, filter=NARROW)
+    assert len(reads) == 1 and reads[0] >= 4  # one read, reused by the second search
+    assert first.hits and again.hits
+    # a chunk deleted after its vector was read: the cached slice still names it, and the
+    # guard's confirmation drops it as stale (nothing is returned that the store lacks)
+    gone = first.hits[0].id
+    stale_built = acl_app.keyword_index.current()
+    acl_app.store.delete([gone])
+    monkeypatch.setattr(acl_app.keyword_index, "current", lambda: stale_built)
+    after = fused.search(reader, "note", k=5, filter=NARROW)
+    assert gone not in {h.id for h in after.hits} and after.stale >= 1
+    assert len(reads) == 1
+    # a new index version reads the vectors again
+    monkeypatch.undo()
+    monkeypatch.setattr(acl_app.store, "vectors_of", counting)
+    fused.search(reader, "note", k=5, filter=NARROW)
+    assert len(reads) == 2

@@ -637,7 +637,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{users['narrow']['readable']:,} chunks). Dense search for the broad user runs "
         "Chroma unfiltered a little deeper and filters the hits (`ChromaStore.query`); for "
         "the narrow user Chroma evaluates its `where` filter (a narrow filter is what "
-        "Chroma's own filter is for); BM25 masks every chunk by the filter (cached per filter).",
+        "Chroma's own filter is for); BM25 masks every chunk by the filter (cached per filter). "
+        "Hybrid's dense half asks Chroma for ids and scores only and filters them with the "
+        "BM25 copy's masks (`IdsFirstDense`); for the narrow user it searched among the ids "
+        "the copy admits (in this run: Chroma's query restricted to those ids; the App now "
+        "searches a cached slice of their vectors, timed side by side by "
+        "`bench/bench_narrow.py`).",
         f"* Queries: the first {cfg['queries']} SciFact train queries, k={cfg['k']}, each "
         "searcher x user once in a row, as `App.searcher(kind).search(principal, query, k)`: "
         "permission guard, store query or BM25 plus the confirmation of BM25 hits against the "
@@ -661,8 +666,8 @@ def markdown(result: dict[str, Any]) -> str:
         "its full-text index, plus HNSW files), the ingest state (SQLite record manager and "
         "document catalog), the persisted BM25 index; input files excluded.",
         "* BM25 full build: `KeywordIndex.ensure_fresh()` with no index in memory or on disk: "
-        "reads every chunk's text and metadata from Chroma (`ChromaStore.records`: pages of "
-        "1,000 by limit/offset), analyses, fits, persists.",
+        "reads every chunk's text and metadata from Chroma (`ChromaStore.records`: the ids "
+        "listed once, then pages of 1,000 by id), analyses, fits, persists.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -274,6 +274,9 @@ class IdsFirstDense:
         matrix = (raw / np.where(norms > 0, norms, 1.0)).astype(np.float32)
         cut = _Slice(built=built, ids=ids, rows=rows, matrix=matrix)
         with self._lock:
+            # slices of an older index version go: they would keep that whole index alive
+            for old in [k for k, c in self._slices.items() if c.built is not built]:
+                del self._slices[old]
             self._slices[key] = cut
             self._slices.move_to_end(key)
             while (

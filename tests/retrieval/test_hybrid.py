@@ -386,3 +386,22 @@ def test_a_narrow_filter_reads_its_vectors_once_per_index_version(
     monkeypatch.setattr(acl_app.store, "vectors_of", counting)
     fused.search(reader, "note", k=5, filter=NARROW)
     assert len(reads) == 2
+
+
+def test_slices_of_an_older_index_version_are_dropped(acl_app: App) -> None:
+    """A cached slice holds its index version; once the index moved on, the old slices go
+    (else they would keep the whole old index in memory)."""
+    fused = acl_app.searcher("hybrid")
+    half = fused.raw.dense
+    assert isinstance(half, IdsFirstDense)
+    reader = PRINCIPALS[2]
+    fused.search(reader, "note", k=5, filter=NARROW)
+    other = {"title": {"$in": ["Doc 5", "Doc 6"]}}
+    fused.search(reader, "note", k=5, filter=other)
+    assert len(half._slices) == 2
+    text = "brand new chunk " * 3
+    meta = {"tenant": "acme", "acl": ["group:eng"], "source": "n.md", "title": "Doc 5"}
+    acl_app.store.upsert(["n-1"], [text], [acl_app.embeddings.embed_query(text)], [meta])
+    result = fused.search(reader, "brand new chunk", k=5, filter=other)
+    assert len(half._slices) == 1  # only the new version's slice is kept
+    assert "n-1" in {h.id for h in result.hits}  # the refreshed copy and slice know it

@@ -51,7 +51,8 @@ DATASET = ROOT.parent / "shared/datasets/scifact"
 
 
 class IdsRestricted(IdsFirstDense):
-    """The narrow path as first written: Chroma's query restricted to the matching ids."""
+    """The narrow path as first written: Chroma's query restricted to the matching ids (read
+    straight from the collection: the store port no longer offers it)."""
 
     def _among(  # type: ignore[override]
         self,
@@ -67,10 +68,15 @@ class IdsRestricted(IdsFirstDense):
     ) -> RawHits:
         rows = np.flatnonzero(mask)
         ids = [built.ids[n] for n in rows]
-        pairs = self.store.nearest_ids(vector, k, among=ids)  # type: ignore[call-arg]
+        res = self.store._collection.query(  # type: ignore[attr-defined]
+            query_embeddings=[list(vector)], ids=ids, n_results=k, include=["distances"]
+        )
         row_of = dict(zip(ids, rows.tolist(), strict=True))
         return RawHits(
-            [StoreHit(cid, "", built.metadatas[row_of[cid]], score) for cid, score in pairs]
+            [
+                StoreHit(cid, "", built.metadatas[row_of[cid]], 1.0 - float(d))
+                for cid, d in zip(res["ids"][0], res["distances"][0], strict=True)
+            ]
         )
 
 

@@ -595,7 +595,8 @@ class KeywordIndex:
             log.warning("could not persist the BM25 index under %s: %s", root, exc)
 
     # -- search ---------------------------------------------------------------------------------
-    def _mask(self, built: _Built, where: Node) -> np.ndarray:
+    def matching(self, built: _Built, where: Node) -> np.ndarray:
+        """Which rows of `built` match `where`, by the copy's metadata (cached per filter)."""
         # repr keeps value types apart (True vs 1), which node equality would not.
         cache_key = repr(where)
         with self._lock:
@@ -622,10 +623,6 @@ class KeywordIndex:
                 self._rows = (built, rows)
         return rows
 
-    def matching(self, built: _Built, where: Node) -> np.ndarray:
-        """Which rows of `built` match `where`, by the copy's metadata (cached per filter)."""
-        return self._mask(built, where)
-
     def search(
         self, query: str, k: int, where: Node, *, built: _Built | None = None
     ) -> list[StoreHit]:
@@ -642,7 +639,7 @@ class KeywordIndex:
         if not token_ids:
             return []
         scores = np.asarray(built.model.get_scores_from_ids(token_ids), dtype=np.float64)
-        mask = self._mask(built, where)
+        mask = self.matching(built, where)
         candidates = np.flatnonzero(mask & (scores > 0.0))
         if candidates.size == 0:
             return []

@@ -136,11 +136,8 @@ class NearestIds(Protocol):
     decides nothing on its own: the caller filters with a copy of the metadata and confirms
     what it keeps against the store."""
 
-    def nearest_ids(
-        self, vector: Sequence[float], k: int, *, among: Sequence[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """Nearest ids with scores, over every record or only those `among` the given ids
-        (all of which must exist: an unknown id is a `StoreError`)."""
+    def nearest_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+        """The ids and scores of the k nearest records, over every record."""
         ...
 
     def vectors_of(self, ids: Sequence[str]) -> Any:

@@ -299,27 +299,17 @@ class ChromaStore:
         keep = _judged(where, [h.metadata for h in hits])
         return hits if keep is None else [hits[n] for n in keep]
 
-    def nearest_ids(
-        self, vector: Sequence[float], k: int, *, among: Sequence[str] | None = None
-    ) -> list[tuple[str, float]]:
-        """The ids and scores of the k nearest records of the whole collection (or of the
-        records `among` those ids), no filter and nothing else read: most of a Chroma query's
-        time goes to reading the hits' metadata (about 8 ms of 10 for 120 hits at 11k records
-        here), and a ``where`` filter costs ~70 ms there while a list of ids costs ~5 ms. For
-        callers that judge the candidates against a copy of the metadata and confirm what
-        they keep against the store (`rag_app.retrieval.hybrid.IdsFirstDense`). An id in
-        `among` that the collection does not hold makes Chroma fail: `StoreError`."""
-        kwargs: dict[str, Any] = {
-            "query_embeddings": [list(vector)],
-            "n_results": k,
-            "include": ["distances"],
-        }
-        if among is not None:
-            if not among:
-                return []
-            kwargs["ids"] = list(among)
+    def nearest_ids(self, vector: Sequence[float], k: int) -> list[tuple[str, float]]:
+        """The ids and scores of the k nearest records of the whole collection, no filter and
+        nothing else read: most of a Chroma query's time goes to reading the hits' metadata
+        (about 8 ms of 10 for 120 hits at 11k records here). For callers that judge the
+        candidates against a copy of the metadata and confirm what they keep against the
+        store (`rag_app.retrieval.hybrid.IdsFirstDense`)."""
         try:
-            res = self._collection.query(**kwargs)
+            embeddings: Any = [list(vector)]
+            res = self._collection.query(
+                query_embeddings=embeddings, n_results=k, include=["distances"]
+            )
         except Exception as exc:
             raise StoreError(f"Chroma query failed: {exc}") from exc
         ids = res["ids"][0]

@@ -405,20 +405,3 @@ def test_slices_of_an_older_index_version_are_dropped(acl_app: App) -> None:
     result = fused.search(reader, "brand new chunk", k=5, filter=other)
     assert len(half._slices) == 1  # only the new version's slice is kept
     assert "n-1" in {h.id for h in result.hits}  # the refreshed copy and slice know it
-
-
-def test_chroma_nearest_ids_among_given_ids(acl_app: App) -> None:
-    """`nearest_ids(among=...)` (the narrow path's first version, kept as
-    bench/bench_narrow.py's baseline) searches only those ids and rejects an unknown one."""
-    from rag_app.errors import StoreError
-
-    store = acl_app.store
-    ids = [r.id for r in store.records()]
-    vector = acl_app.embeddings.embed_query("parental leave note")
-    everything = store.nearest_ids(vector, len(ids))
-    subset = [cid for cid, _ in everything[::3]]
-    found = store.nearest_ids(vector, 5, among=subset)
-    assert [cid for cid, _ in found] == subset[:5]  # the best five of the subset, in order
-    assert store.nearest_ids(vector, 5, among=[]) == []
-    with pytest.raises(StoreError):
-        store.nearest_ids(vector, 5, among=[*subset[:2], "no-such-id"])

@@ -1,15 +1,27 @@
-"""Narrow-ACL hybrid search on a grown store: three ways of running the fused search's dense
-half for a user who reads ~1% of the chunks, on the same queries, in one run.
+"""Hybrid search on a grown store: the ways of running the fused search's dense half, on the
+same queries, in one run, for a narrow user (reads ~1% of the chunks) and a broad one (~90%).
 
-* ``slice`` (what the App does): an exact cosine search over the stored vectors of the chunks
-  the BM25 copy says the user may match, read from the store once per filter and index
-  version (`rag_app.retrieval.hybrid.IdsFirstDense._slice`);
-* ``ids``: a Chroma query restricted to those chunks' ids (this change's first version);
+Narrow user:
+
+* ``copy`` (what the App does while every vector fits in ``RAG_VECTOR_COPY_MB``): an exact
+  cosine search over the matching chunks' rows of the App's copy of every stored vector
+  (`rag_app.retrieval.hybrid.IdsFirstDense.vectors`), cut once per filter and index version;
+* ``slice`` (no copy): the same search over the matching chunks' vectors read from the store
+  once per filter and index version (`IdsFirstDense._slice`);
+* ``ids``: a Chroma query restricted to those chunks' ids (the first version of ids-first);
 * ``where``: Chroma's own filtered query (the plain fused search, before ids-first).
 
+Broad user:
+
+* ``copy``: one exact product over the copy, the filter applied as the BM25 copy's mask;
+* ``nearest`` (no copy): Chroma's ids-only HNSW query, deep enough for the filter's share,
+  judged against the mask;
+* ``where``: the plain fused search (Chroma's query, filtered by `ChromaStore.query`).
+
 Each is timed behind the permission guard as every reader calls it (query vectors cached),
-after one cold query (which, for ``slice``, reads the vectors). The three must return the
-same hits: the share of queries whose hit ids agree with ``where`` is printed.
+after one cold query (for ``copy``, the first reads every vector; for ``slice``, the
+matching ones). The share of queries whose hit ids agree with ``where`` is printed (exact
+and HNSW searches may differ where HNSW misses a neighbour).
 
 Run it on a store grown by ``bench/bench_growth.py --keep-data`` (same ``--data-dir``; without
 ``--keep-data`` the growth run removes its store).
@@ -57,6 +69,7 @@ class IdsRestricted(IdsFirstDense):
     def _among(  # type: ignore[override]
         self,
         built: Any,
+        copy: Any,
         mask: Any,
         matching: int,
         vector: Any,
@@ -105,40 +118,61 @@ def main() -> int:
     app.keyword_index.ensure_fresh()
     print(f"{app.store.count():,} chunks; BM25 index ready in {time.perf_counter() - t:.1f} s")
     narrow = Principal(tenant=TENANT, user_id="narrow", groups=frozenset({"g00"}))
+    broad = Principal(
+        tenant=TENANT, user_id="broad", groups=frozenset(f"g{n:02d}" for n in range(90))
+    )
     keyword = KeywordSearch(app.keyword_index).raw
-    searchers = {
-        "where": HybridSearch(app.search, keyword, store=app.store),
-        "ids": HybridSearch(
-            IdsRestricted(app.search.raw, app.keyword_index, app.store),  # type: ignore[arg-type]
-            keyword,
-            store=app.store,
+
+    def fused(dense: Any) -> HybridSearch:
+        return HybridSearch(dense, keyword, store=app.store)
+
+    def no_copy(kind: type[IdsFirstDense] = IdsFirstDense) -> IdsFirstDense:
+        return kind(app.search.raw, app.keyword_index, app.store, copy_bytes=0)  # type: ignore[arg-type]
+
+    copy = app.searcher("hybrid")  # the App's: a copy of every vector while it fits
+    users: dict[str, tuple[Principal, dict[str, Any]]] = {
+        "narrow": (
+            narrow,
+            {
+                "where": fused(app.search),
+                "ids": fused(no_copy(IdsRestricted)),
+                "slice": fused(no_copy()),
+                "copy": copy,
+            },
         ),
-        "slice": app.searcher("hybrid"),
+        "broad": (
+            broad,
+            {"where": fused(app.search), "nearest": fused(no_copy()), "copy": copy},
+        ),
     }
     results: dict[str, Any] = {"chunks": app.store.count(), "queries": len(queries)}
-    hits: dict[str, list[list[str]]] = {}
-    for name, searcher in searchers.items():
-        t = time.perf_counter()
-        searcher.search(narrow, warm, k=10)
-        cold = (time.perf_counter() - t) * 1000
-        ms, got = [], []
-        for q in queries:
+    for user, (principal, searchers) in users.items():
+        print(f"{user} user:")
+        hits: dict[str, list[list[str]]] = {}
+        rows: dict[str, Any] = {}
+        for name, searcher in searchers.items():
             t = time.perf_counter()
-            found = searcher.search(narrow, q, k=10)
-            ms.append((time.perf_counter() - t) * 1000)
-            got.append([h.id for h in found.hits])
-        hits[name] = got
-        results[name] = {**percentiles(ms), "cold_ms": cold}
-    base = results["where"]["p50_ms"]
-    for name in searchers:
-        same = sum(a == b for a, b in zip(hits[name], hits["where"], strict=True))
-        results[name]["same_hits_as_where"] = same / len(queries)
-        row = results[name]
-        print(
-            f"  {name:6} p50 {row['p50_ms']:8.1f} ms  p95 {row['p95_ms']:8.1f} ms  "
-            f"cold {row['cold_ms']:8.1f} ms  {base / row['p50_ms']:6.1f}x faster than where  "
-            f"same hits as where: {same}/{len(queries)}"
-        )
+            searcher.search(principal, warm, k=10)
+            cold = (time.perf_counter() - t) * 1000
+            ms, got = [], []
+            for q in queries:
+                t = time.perf_counter()
+                found = searcher.search(principal, q, k=10)
+                ms.append((time.perf_counter() - t) * 1000)
+                got.append([h.id for h in found.hits])
+            hits[name] = got
+            rows[name] = {**percentiles(ms), "cold_ms": cold}
+        base = rows["where"]["p50_ms"]
+        for name in searchers:
+            same = sum(a == b for a, b in zip(hits[name], hits["where"], strict=True))
+            rows[name]["same_hits_as_where"] = same / len(queries)
+            row = rows[name]
+            print(
+                f"  {name:7} p50 {row['p50_ms']:8.1f} ms  p95 {row['p95_ms']:8.1f} ms  "
+                f"cold {row['cold_ms']:8.1f} ms  {base / row['p50_ms']:6.1f}x faster than "
+                f"where  same hits as where: {same}/{len(queries)}"
+            )
+        results[user] = rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"results written to {args.out}")

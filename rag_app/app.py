@@ -440,7 +440,12 @@ class App:
             return PermissionGuard(raw, self.store, **guard)
         dense: RawRetriever = self.search.raw
         if isinstance(self.store, NearestIds):  # embedded Chroma: ids first, see IdsFirstDense
-            dense = IdsFirstDense(self.search.raw, self.keyword_index, self.store)
+            dense = IdsFirstDense(
+                self.search.raw,
+                self.keyword_index,
+                self.store,
+                copy_bytes=s.vector_copy_mb * 1024 * 1024,
+            )
         return HybridSearch(
             dense,
             KeywordSearch(self.keyword_index).raw,

@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         description="Hybrid retrieval: the store's own hybrid search when it has one (auto), "
         "always BM25 + dense fused by the app (fused), or the store's only (native).",
     )
+    vector_copy_mb: int = Field(
+        512,
+        ge=0,
+        description="Memory (MB) for the app's copy of every stored vector that hybrid search "
+        "on embedded Chroma searches exactly (about 1.5 KB per chunk; a larger collection, or "
+        "0, uses Chroma's own index).",
+    )
     bm25_refresh: Literal["inline", "background"] = Field(
         "inline",
         description="When the store changed, rebuild the BM25 index before the next search "

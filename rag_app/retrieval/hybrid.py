@@ -25,6 +25,8 @@ fused ranking is the same whether a caller asks for 5 chunks or 100.
 
 from __future__ import annotations
 
+import heapq
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -48,6 +50,8 @@ from rag_app.retrieval.search import (
     RawRetriever,
 )
 from rag_app.stores.base import NativeHybrid, NearestIds, StoreHit, VectorStorePort
+
+log = logging.getLogger(__name__)
 
 FusionMethod = Literal["rrf", "weighted"]
 FusionLevel = Literal["document", "chunk"]
@@ -135,6 +139,11 @@ def best_per_document(hits: Sequence[StoreHit]) -> dict[str, float]:
 
 
 # -- the retrievers and the searcher -------------------------------------------------------------
+def _unit(vector: Sequence[float]) -> np.ndarray:
+    q = np.asarray(vector, dtype=np.float32)
+    return q / (float(np.linalg.norm(q)) or 1.0)
+
+
 def raw_of(part: RawRetriever | PermissionGuard) -> RawRetriever:
     """A hybrid half: a raw retriever, or the raw retriever inside a guarded searcher (hybrid
     fuses raw candidates and is guarded once)."""
@@ -152,20 +161,46 @@ class _Slice:
     matrix: np.ndarray
 
 
+@dataclass(frozen=True)
+class _Vectors:
+    """The stored vectors (normalised) of every chunk of one index version (`built`): row n
+    is the chunk `built.ids[n]`."""
+
+    built: Any
+    matrix: np.ndarray
+
+
+def _normalised(raw: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(raw, axis=1, keepdims=True)
+    return (raw / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+
+
 class IdsFirstDense:
     """The dense half of a fused search, ids first (for a store with `NearestIds`).
 
     An embedded Chroma query spends most of its time reading the hits' metadata, and a fused
     search throws the dense half's texts and metadata away anyway: the guard confirms the
-    fused top k against the store's current records. So this half asks the store for the
-    nearest ids and scores only, over the whole collection, as deep as the filter's share of
-    the keyword index's copy needs, and judges them against that copy's metadata with the
-    grammar's evaluator (the same masks the BM25 half uses). A narrow filter (under
-    `MIN_SHARE` of the copy) is an exact search over the stored vectors of the chunks the
-    copy says match, read once per filter and index version (`_among`). It falls back to the
-    store's filtered query (`dense`) when a candidate is not in the copy or a copy's id is
-    gone from the store (the copy lags the store), when too few candidates match, when
-    nothing in the copy matches, or when more than `MAX_AMONG` chunks match.
+    fused top k against the store's current records. So this half never reads texts or
+    metadata from the store; it judges candidates against the keyword index's copy of the
+    metadata with the grammar's evaluator (the same masks the BM25 half uses), in one of
+    three ways:
+
+    * **exact, over a copy of every stored vector** (`_exact`): when the copy fits in
+      `copy_bytes`, a search is a matrix-vector product over all chunks with the filter's
+      mask applied, exact where Chroma's HNSW graph is approximate. The copy is read from
+      the store once and follows the keyword index: a new index version reuses the rows of
+      the chunks the index kept as they were and reads the vectors of the chunks it read
+      again (new ones, and any rewritten under their id).
+    * **exact, over the vectors of the matching chunks** (`_among`): a narrow filter (under
+      `MIN_SHARE` of the copy) is a product over a slice of the vectors, cut from the copy
+      or read from the store once per filter and index version.
+    * **the store's nearest ids** (no copy): over the whole collection, as deep as the
+      filter's share needs.
+
+    It falls back to the store's filtered query (`dense`) when a candidate is not in the
+    copy or a copy's id is gone from the store (the copy lags the store), when too few
+    candidates match, when nothing in the copy matches, or when more than `MAX_AMONG` chunks
+    match a narrow filter without a full copy.
 
     The copy never decides access: hits come back without text and are confirmed by id
     against the store (`from_store` is False), like every BM25 hit. A stale copy can only
@@ -175,19 +210,34 @@ class IdsFirstDense:
     name = "dense"
     from_store = False
     MIN_SHARE = 0.25  # narrower filters: the nearest among the matching ids (`_among`)
-    MAX_AMONG = 20_000  # more matching ids than this: the store's own filter
+    MAX_AMONG = 20_000  # more matching ids than this (and no full copy): the store's filter
     SLICE_BYTES = 256 * 1024 * 1024  # vectors kept for narrow filters (see `_slice`)
+    COPY_BYTES = 512 * 1024 * 1024  # default limit of the full copy (`RAG_VECTOR_COPY_MB`)
+    READ_BATCH = 5000  # vectors read from the store per call
     SLACK = 1.2
     EXTRA = 20
 
-    def __init__(self, dense: DenseRetriever, index: KeywordIndex, store: NearestIds) -> None:
+    def __init__(
+        self,
+        dense: DenseRetriever,
+        index: KeywordIndex,
+        store: NearestIds,
+        *,
+        copy_bytes: int | None = None,
+    ) -> None:
         self.dense = dense
         self.index = index
         self.store = store
+        self.copy_bytes = self.COPY_BYTES if copy_bytes is None else max(0, copy_bytes)
         self.fallbacks = 0  # searches that took the store's filtered query (for tests)
         self.narrow = 0  # searches answered among the matching ids (for tests)
+        self.exact = 0  # searches answered over the full copy (for tests)
+        self.vectors_read = 0  # vectors read from the store for the copy (for tests)
         self._slices: OrderedDict[str, _Slice] = OrderedDict()
+        self._copy: _Vectors | None = None
+        self._copy_failed: Any = None  # the index version whose copy could not be read
         self._lock = threading.Lock()
+        self._copy_lock = threading.Lock()
 
     def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
         return self.retrieve_in(self.index.current(), query, k, where, tenant)
@@ -200,9 +250,14 @@ class IdsFirstDense:
         if mask is None or matching == 0:
             return self._fallback(query, k, where, tenant)
         vector = self.dense.vectors(query)
+        copy = self.vectors(built)
         share = matching / mask.size
         if share < self.MIN_SHARE:
-            return self._among(built, mask, matching, vector, query, k, where, tenant, repr(scoped))
+            return self._among(
+                built, copy, mask, matching, vector, query, k, where, tenant, repr(scoped)
+            )
+        if copy is not None:
+            return self._exact(built, copy, mask, matching, vector, k)
         depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
         pairs = self.store.nearest_ids(vector, depth)
         rows = self.index.rows(built)
@@ -219,9 +274,91 @@ class IdsFirstDense:
             return self._fallback(query, k, where, tenant)
         return RawHits(hits)
 
+    def _exact(
+        self,
+        built: Any,
+        copy: _Vectors,
+        mask: np.ndarray,
+        matching: int,
+        vector: Sequence[float],
+        k: int,
+    ) -> RawHits:
+        """The k nearest matching chunks, exactly: one product over the full copy."""
+        scores = copy.matrix @ _unit(vector)
+        if matching < mask.size:
+            scores = np.where(mask, scores, -np.inf)
+        best = top_k(np.arange(scores.size), scores, min(k, matching))
+        self.exact += 1
+        ids, metadatas = built.ids, built.metadatas
+        return RawHits(
+            [
+                StoreHit(id=ids[n], text="", metadata=metadatas[n], score=score)
+                for n, score in zip(best.tolist(), scores[best].tolist(), strict=True)
+            ]
+        )
+
+    def vectors(self, built: Any) -> _Vectors | None:
+        """The copy of every chunk's vector for index version `built`, or None when it does
+        not fit in `copy_bytes` or could not be read (a chunk of the index is gone from the
+        store: the index is about to refresh). Built from the previous copy: only chunks it
+        lacks are read from the store."""
+        if self.copy_bytes <= 0:
+            return None
+        dimension = int(self.dense.store.info.dimension)
+        if len(built.ids) * dimension * 4 > self.copy_bytes:
+            return None
+        with self._copy_lock:
+            copy = self._copy
+            if copy is not None and copy.built is built:
+                return copy
+            if self._copy_failed is built:
+                return None
+            try:
+                fresh = self._follow(built, copy, dimension)
+            except StoreError as exc:
+                log.info("no vector copy for this index version (%s); using the store", exc)
+                self._copy_failed = built
+                return None
+            self._copy = fresh
+            return fresh
+
+    def _follow(self, built: Any, old: _Vectors | None, dimension: int) -> _Vectors:
+        matrix = np.empty((len(built.ids), dimension), dtype=np.float32)
+        if old is not None and old.matrix.shape[1] == dimension:
+            # a row is reused only where the keyword index kept the chunk as it was (the same
+            # text object): a chunk it read again (new, or rewritten under its id) is re-read
+            previous = {cid: n for n, cid in enumerate(old.built.ids)}
+            texts, old_texts = built.texts, old.built.texts
+            source = np.fromiter(
+                (
+                    m if m >= 0 and old_texts[m] is texts[n] else -1
+                    for n, m in enumerate(previous.get(cid, -1) for cid in built.ids)
+                ),
+                dtype=np.int64,
+                count=len(built.ids),
+            )
+        else:
+            source = np.full(len(built.ids), -1, dtype=np.int64)
+        kept = source >= 0
+        if old is not None and kept.any():
+            matrix[kept] = old.matrix[source[kept]]
+        missing = np.flatnonzero(~kept)
+        for start in range(0, missing.size, self.READ_BATCH):
+            rows = missing[start : start + self.READ_BATCH]
+            raw = np.asarray(self.store.vectors_of([built.ids[n] for n in rows]), np.float32)
+            if raw.shape != (rows.size, dimension):
+                raise StoreError(
+                    f"the store returned vectors of shape {raw.shape}, expected "
+                    f"({rows.size}, {dimension})"
+                )
+            matrix[rows] = _normalised(raw)
+            self.vectors_read += int(rows.size)
+        return _Vectors(built=built, matrix=matrix)
+
     def _among(
         self,
         built: Any,
+        copy: _Vectors | None,
         mask: np.ndarray,
         matching: int,
         vector: Sequence[float],
@@ -232,19 +369,18 @@ class IdsFirstDense:
         key: str,
     ) -> RawHits:
         """A narrow filter: exact cosine search over the stored vectors of the chunks the copy
-        says match. Their vectors are read from the store once per filter and index version
-        (`_slice`, ~1.5 KB per chunk, at most `SLICE_BYTES` in all); a search is then a
-        matrix-vector product. Chroma's own ``where`` costs ~70 ms at 11k chunks and grows
-        with the store; a query restricted to a list of ids grows with it too."""
-        if matching > self.MAX_AMONG:
+        says match. Their vectors are cut from the full copy, or read from the store, once per
+        filter and index version (`_slice`, ~1.5 KB per chunk, at most `SLICE_BYTES` in all);
+        a search is then a matrix-vector product. Chroma's own ``where`` costs ~70 ms at 11k
+        chunks and grows with the store; a query restricted to a list of ids grows with it
+        too."""
+        if matching > self.MAX_AMONG and copy is None:
             return self._fallback(query, k, where, tenant)
         try:
-            cut = self._slice(built, mask, key)
+            cut = self._slice(built, copy, mask, key)
         except StoreError:  # a chunk of the copy is gone from the store: its filter decides
             return self._fallback(query, k, where, tenant)
-        q = np.asarray(vector, dtype=np.float32)
-        q = q / (float(np.linalg.norm(q)) or 1.0)
-        scores = cut.matrix @ q
+        scores = cut.matrix @ _unit(vector)
         best = top_k(np.arange(scores.size), scores, k)
         self.narrow += 1
         return RawHits(
@@ -259,7 +395,7 @@ class IdsFirstDense:
             ]
         )
 
-    def _slice(self, built: Any, mask: np.ndarray, key: str) -> _Slice:
+    def _slice(self, built: Any, copy: _Vectors | None, mask: np.ndarray, key: str) -> _Slice:
         """The matching chunks' vectors for filter `key` in index version `built` (cached,
         least recently used first out; a new index version never reuses an old slice)."""
         with self._lock:
@@ -269,9 +405,10 @@ class IdsFirstDense:
                 return cut
         rows = np.flatnonzero(mask)
         ids = [built.ids[n] for n in rows]
-        raw = np.asarray(self.store.vectors_of(ids), dtype=np.float32)
-        norms = np.linalg.norm(raw, axis=1, keepdims=True)
-        matrix = (raw / np.where(norms > 0, norms, 1.0)).astype(np.float32)
+        if copy is not None:
+            matrix = copy.matrix[rows]
+        else:
+            matrix = _normalised(np.asarray(self.store.vectors_of(ids), dtype=np.float32))
         cut = _Slice(built=built, ids=ids, rows=rows, matrix=matrix)
         with self._lock:
             # slices of an older index version go: they would keep that whole index alive
@@ -355,9 +492,12 @@ class FusedRetriever:
     def _fuse(
         self, dense: Sequence[StoreHit], sparse: Sequence[StoreHit], k: int
     ) -> tuple[list[StoreHit], dict[str, dict[str, float]]]:
-        """The k best candidates, fused, and each one's scores (only the k are built)."""
+        """The k best candidates, fused, and each one's scores (only the k are built; the
+        order is that of sorting every candidate by the key below)."""
         by_id: dict[str, StoreHit] = {}
-        for hit in [*dense, *sparse]:
+        for hit in dense:
+            by_id.setdefault(hit.id, hit)
+        for hit in sparse:
             by_id.setdefault(hit.id, hit)
         d_chunk = {h.id: h.score for h in dense}
         s_chunk = {h.id: h.score for h in sparse}
@@ -365,29 +505,24 @@ class FusedRetriever:
             d_chunk, s_chunk, method=self.fusion, alpha=self.alpha, rrf_k=self.rrf_k
         )
         if self.level == "chunk":
-            order = sorted(by_id, key=lambda cid: (-chunk_fused.get(cid, 0.0), cid))
             primary = chunk_fused
+            order = heapq.nsmallest(k, by_id, key=lambda cid: (-chunk_fused.get(cid, 0.0), cid))
         else:
+            doc_of = {cid: document_key(hit) for cid, hit in by_id.items()}
             doc_fused = fuse_scores(
-                best_per_document(dense),
-                best_per_document(sparse),
+                _best_per(dense, doc_of),
+                _best_per(sparse, doc_of),
                 method=self.fusion,
                 alpha=self.alpha,
                 rrf_k=self.rrf_k,
             )
-            doc_of = {cid: document_key(hit) for cid, hit in by_id.items()}
-            order = sorted(
-                by_id,
-                key=lambda cid: (
-                    -doc_fused.get(doc_of[cid], 0.0),
-                    -chunk_fused.get(cid, 0.0),
-                    cid,
-                ),
+            primary = {cid: doc_fused.get(doc, 0.0) for cid, doc in doc_of.items()}
+            order = heapq.nsmallest(
+                k, by_id, key=lambda cid: (-primary[cid], -chunk_fused.get(cid, 0.0), cid)
             )
-            primary = {cid: doc_fused.get(doc_of[cid], 0.0) for cid in by_id}
         ranked: list[StoreHit] = []
         details: dict[str, dict[str, float]] = {}
-        for cid in order[:k]:
+        for cid in order:
             hit = by_id[cid]
             ranked.append(
                 StoreHit(id=hit.id, text=hit.text, metadata=hit.metadata, score=primary[cid])
@@ -399,6 +534,16 @@ class FusedRetriever:
                 info["bm25"] = s_chunk[cid]
             details[cid] = info
         return ranked, details
+
+
+def _best_per(hits: Sequence[StoreHit], doc_of: Mapping[str, str]) -> dict[str, float]:
+    """`best_per_document` with each chunk's document already known."""
+    out: dict[str, float] = {}
+    for hit in hits:
+        key = doc_of[hit.id]
+        if key not in out or hit.score > out[key]:
+            out[key] = hit.score
+    return out
 
 
 class HybridSearch(PermissionGuard):

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rag_app.access.filters import Node, and_, parse_filter
+from rag_app.access.filters import Cmp, Node, and_, matches, parse_filter
 from rag_app.access.permissions import Principal, access_filter
 from rag_app.app import App
 from rag_app.errors import ConfigError
@@ -242,22 +243,39 @@ TOPICS = ["parental leave", "hotel cap", "quantum widget", "payroll salary", "se
 GROUPS = ["public", "group:hr", "group:eng"]
 
 
-@pytest.fixture
-def acl_app(tmp_path: Path) -> App:
+def make_acl_app(tmp_path: Path, *, vector_copy_mb: int = 512) -> App:
     """60 documents over five topics, readable by the public, by HR or by engineering."""
     root = tmp_path / "corpus"
-    root.mkdir()
+    root.mkdir(parents=True)
     for n in range(60):
         topic = TOPICS[n % len(TOPICS)]
         acl = GROUPS[(n // 5) % len(GROUPS)]
         text = f"---\ntitle: Doc {n}\ntenant: acme\nacl: [{acl}]\n---\n{topic} note {n} " * 2
         (root / f"d{n:02d}.md").write_text(text)
     a = App(
-        Settings(data_dir=tmp_path / "data", chunk_size=60, chunk_overlap=0),
+        Settings(
+            data_dir=tmp_path / "data",
+            chunk_size=60,
+            chunk_overlap=0,
+            vector_copy_mb=vector_copy_mb,
+        ),
         embeddings=HashEmbeddings(32),
     )
     assert a.ingestor.ingest([root]).ok
     return a
+
+
+@pytest.fixture
+def acl_app(tmp_path: Path) -> App:
+    """The App's default: the dense half searches a copy of every vector exactly."""
+    return make_acl_app(tmp_path)
+
+
+@pytest.fixture
+def ids_app(tmp_path: Path) -> App:
+    """No vector copy (`RAG_VECTOR_COPY_MB=0`, or a collection too large for it): the dense
+    half asks Chroma for the nearest ids, or reads a narrow filter's vectors."""
+    return make_acl_app(tmp_path, vector_copy_mb=0)
 
 
 NARROW = {"title": {"$in": ["Doc 1", "Doc 2", "Doc 7", "Doc 40"]}}
@@ -275,28 +293,85 @@ PRINCIPALS = [
 ]
 
 
-def test_the_app_uses_ids_first_and_ranks_exactly_as_the_plain_fused_search(
-    acl_app: App,
-) -> None:
-    fused = acl_app.searcher("hybrid")
-    assert isinstance(fused, HybridSearch) and isinstance(fused.raw.dense, IdsFirstDense)
-    plain = plain_hybrid(acl_app)
+class ExactDense:
+    """A dense half computed without rag_app's search code: every stored vector, the filter
+    judged on the store's own metadata, ties in the store's scan order. The arithmetic is
+    float32 like the copy's (unit rows, one matrix-vector product), so that chunks whose
+    cosines are equal in exact arithmetic (many, with hashed bag-of-words vectors) tie here
+    too instead of being ordered by rounding."""
+
+    name = "dense"
+    from_store = True
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def retrieve(self, query: str, k: int, where: Node, tenant: str) -> RawHits:
+        scoped = and_(Cmp("tenant", "$eq", tenant), where)
+        pairs = list(self.app.store.records_with_vectors())  # type: ignore[attr-defined]
+        matrix = np.asarray([v for _, v in pairs], dtype=np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        q = np.asarray(self.app.embeddings.embed_query(query), dtype=np.float32)
+        scores = matrix @ (q / np.linalg.norm(q))
+        scored = [
+            (float(scores[n]), record)
+            for n, (record, _) in enumerate(pairs)
+            if scoped is None or matches(scoped, record.metadata)
+        ]
+        scored.sort(key=lambda pair: -pair[0])  # stable: ties keep the scan order
+        return RawHits(
+            [
+                StoreHit(id=r.id, text=r.text or "", metadata=r.metadata, score=s)
+                for s, r in scored[:k]
+            ]
+        )
+
+
+def assert_same_rankings(fused: Searcher, reference: Searcher) -> int:
     compared = 0
     for principal in PRINCIPALS:
         for query in [*TOPICS, "note 7", "leave hotel", "nothing matches zzz"]:
             for k in (1, 5, 30):
                 for caller in (None, {"title": {"$ne": "Doc 3"}}, NARROW):
                     a = fused.search(principal, query, k=k, filter=caller)
-                    b = plain.search(principal, query, k=k, filter=caller)
+                    b = reference.search(principal, query, k=k, filter=caller)
                     assert [(h.id, h.text, h.metadata) for h in a.hits] == [
                         (h.id, h.text, h.metadata) for h in b.hits
-                    ]
+                    ], (principal, query, k, caller)
                     assert [h.score for h in a.hits] == pytest.approx([h.score for h in b.hits])
                     assert all(h.text for h in a.hits)  # confirmed: the store's text
                     compared += 1
+    return compared
+
+
+def test_the_vector_copy_ranks_exactly_as_a_fused_search_over_exact_dense_hits(
+    acl_app: App,
+) -> None:
+    fused = acl_app.searcher("hybrid")
+    half = fused.raw.dense
+    assert isinstance(fused, HybridSearch) and isinstance(half, IdsFirstDense)
+    reference = HybridSearch(
+        ExactDense(acl_app), KeywordSearch(acl_app.keyword_index), store=acl_app.store
+    )
+    assert assert_same_rankings(fused, reference) == 3 * 8 * 3 * 3
+    assert half.exact > 0 and half.narrow > 0  # both exact paths ran
+    assert half.fallbacks < 3 * 8 * 3 * 3
+    assert half.vectors_read == acl_app.store.count()  # read once for every search
+
+
+def test_the_app_uses_ids_first_and_ranks_exactly_as_the_plain_fused_search(
+    ids_app: App,
+) -> None:
+    acl_app = ids_app
+    fused = acl_app.searcher("hybrid")
+    assert isinstance(fused, HybridSearch) and isinstance(fused.raw.dense, IdsFirstDense)
+    assert fused.raw.dense.copy_bytes == 0
+    plain = plain_hybrid(acl_app)
+    compared = assert_same_rankings(fused, plain)
     assert compared == 3 * 8 * 3 * 3
     # the anonymous reader sees a third of the chunks: above MIN_SHARE, so no fallback for it
     assert fused.raw.dense.fallbacks < compared
+    assert fused.raw.dense.exact == 0 and fused.raw.dense.vectors_read == 0
 
 
 def test_a_narrow_filter_is_answered_among_the_ids_the_copy_says_match(acl_app: App) -> None:
@@ -308,7 +383,8 @@ def test_a_narrow_filter_is_answered_among_the_ids_the_copy_says_match(acl_app: 
     assert result.hits and {h.metadata["title"] for h in result.hits} <= set(NARROW["title"]["$in"])
 
 
-def test_a_narrow_filter_falls_back_when_a_chunk_of_the_copy_is_gone(acl_app: App) -> None:
+def test_a_narrow_filter_falls_back_when_a_chunk_of_the_copy_is_gone(ids_app: App) -> None:
+    acl_app = ids_app
     half = acl_app.searcher("hybrid").raw.dense
     assert isinstance(half, IdsFirstDense)
     built = acl_app.keyword_index.current()
@@ -321,7 +397,8 @@ def test_a_narrow_filter_falls_back_when_a_chunk_of_the_copy_is_gone(acl_app: Ap
     assert found.hits and gone not in {h.id for h in found.hits}
 
 
-def test_ids_first_falls_back_when_the_store_has_a_chunk_the_copy_lacks(acl_app: App) -> None:
+def test_ids_first_falls_back_when_the_store_has_a_chunk_the_copy_lacks(ids_app: App) -> None:
+    acl_app = ids_app
     half = acl_app.searcher("hybrid").raw.dense
     assert isinstance(half, IdsFirstDense)
     built = acl_app.keyword_index.current()
@@ -334,9 +411,11 @@ def test_ids_first_falls_back_when_the_store_has_a_chunk_the_copy_lacks(acl_app:
     assert found.hits[0].id == "new-1"  # the store's own filtered query found it
 
 
+@pytest.mark.parametrize("copy_mb", [512, 0], ids=["vector-copy", "nearest-ids"])
 def test_a_stale_copy_cannot_leak_a_chunk_whose_acl_was_narrowed(
-    acl_app: App, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, copy_mb: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    acl_app = make_acl_app(tmp_path, vector_copy_mb=copy_mb)
     fused = acl_app.searcher("hybrid")
     anon = PRINCIPALS[0]
     first = fused.search(anon, "parental leave", k=3).hits[0]
@@ -354,8 +433,9 @@ def test_a_stale_copy_cannot_leak_a_chunk_whose_acl_was_narrowed(
 
 
 def test_a_narrow_filter_reads_its_vectors_once_per_index_version(
-    acl_app: App, monkeypatch: pytest.MonkeyPatch
+    ids_app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    acl_app = ids_app
     fused = acl_app.searcher("hybrid")
     half = fused.raw.dense
     assert isinstance(half, IdsFirstDense)
@@ -405,3 +485,103 @@ def test_slices_of_an_older_index_version_are_dropped(acl_app: App) -> None:
     result = fused.search(reader, "brand new chunk", k=5, filter=other)
     assert len(half._slices) == 1  # only the new version's slice is kept
     assert "n-1" in {h.id for h in result.hits}  # the refreshed copy and slice know it
+
+
+# -- the vector copy (exact dense half) -----------------------------------------------------------
+def counting_reads(app: App, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    reads: list[list[str]] = []
+    real = app.store.vectors_of  # type: ignore[attr-defined]
+
+    def counting(ids: Any) -> Any:
+        reads.append(list(ids))
+        return real(ids)
+
+    monkeypatch.setattr(app.store, "vectors_of", counting)
+    return reads
+
+
+def test_the_vector_copy_follows_the_index_reading_only_new_chunks(
+    acl_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fused = acl_app.searcher("hybrid")
+    half = fused.raw.dense
+    assert isinstance(half, IdsFirstDense)
+    reads = counting_reads(acl_app, monkeypatch)
+    reader = PRINCIPALS[2]
+    fused.search(reader, "parental leave", k=5)
+    fused.search(reader, "hotel cap", k=5)
+    fused.search(reader, "note", k=5, filter=NARROW)  # a narrow slice: cut from the copy
+    total = acl_app.store.count()
+    assert [len(r) for r in reads] == [total]  # one read of everything, then none
+    # one new chunk and one deleted: the next version reads the new chunk's vector only
+    text = "zebra crossing " * 4
+    meta = {"tenant": "acme", "acl": ["public"], "source": "z.md", "title": "Zebra"}
+    acl_app.store.upsert(["z-1"], [text], [acl_app.embeddings.embed_query(text)], [meta])
+    gone = fused.search(reader, "quantum widget", k=1).hits[0].id
+    acl_app.store.delete([gone])
+    found = fused.search(reader, "zebra crossing", k=5)
+    assert reads[1:] == [["z-1"]]
+    assert found.hits[0].id == "z-1"
+    # a chunk rewritten under its id (here its ACL): the index reads it again, so does the copy
+    record = acl_app.store.get(["z-1"])[0]
+    vector = acl_app.embeddings.embed_query(record.text or "")
+    acl_app.store.upsert(["z-1"], [record.text or ""], [vector], [{**meta, "acl": ["group:hr"]}])
+    assert fused.search(reader, "zebra crossing", k=1).hits[0].metadata["acl"] == ["group:hr"]
+    assert reads[2:] == [["z-1"]]
+    assert gone not in {h.id for h in fused.search(reader, "quantum widget", k=30).hits}
+    # the copy is the current store's: one row per chunk, each the stored vector, normalised
+    copy = half.vectors(acl_app.keyword_index.current())
+    assert copy is not None and copy.matrix.shape == (acl_app.store.count(), 32)
+    built = acl_app.keyword_index.current()
+    stored = dict(
+        (r.id, v)
+        for r, v in acl_app.store.records_with_vectors()  # type: ignore[attr-defined]
+    )
+    for n, cid in enumerate(built.ids):
+        v = np.asarray(stored[cid], dtype=np.float32)
+        assert np.allclose(copy.matrix[n], v / np.linalg.norm(v), atol=1e-6)
+
+
+def test_the_exact_half_returns_only_chunks_its_filter_admits(acl_app: App) -> None:
+    """The raw half, before the guard: every hit matches the effective filter (the mask is
+    applied to the full product), k is filled when enough chunks match, best first."""
+    half = acl_app.searcher("hybrid").raw.dense
+    assert isinstance(half, IdsFirstDense)
+    built = acl_app.keyword_index.current()
+    for principal in PRINCIPALS:
+        where = access_filter(principal)
+        scoped = and_(Cmp("tenant", "$eq", "acme"), where)
+        admitted = sum(1 for m in built.metadatas if matches(scoped, m))
+        for k in (1, 10, 200):
+            before = half.exact
+            hits = half.retrieve_in(built, "parental leave", k, where, "acme").hits
+            assert half.exact == before + 1
+            assert len(hits) == min(k, admitted)
+            assert all(matches(scoped, h.metadata) for h in hits)
+            assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_no_copy_when_it_does_not_fit_or_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = make_acl_app(tmp_path / "small", vector_copy_mb=0)
+    half = small.searcher("hybrid").raw.dense
+    assert isinstance(half, IdsFirstDense)
+    half.copy_bytes = 32 * 4 * small.store.count() - 1  # one float short
+    assert half.vectors(small.keyword_index.current()) is None
+    assert small.searcher("hybrid").search(ANON, "parental leave", k=3).hits
+    assert half.exact == 0 and half.vectors_read == 0
+    # an index version naming a chunk the store lost: no copy for it (read once), the
+    # store's nearest ids answer instead, and nothing gone is returned
+    app = make_acl_app(tmp_path / "gone")
+    half = app.searcher("hybrid").raw.dense
+    assert isinstance(half, IdsFirstDense)
+    built = app.keyword_index.current()
+    app.store.delete([built.ids[0]])
+    reads = counting_reads(app, monkeypatch)
+    where = access_filter(ANON)
+    first = half.retrieve_in(built, "parental leave", 5, where, "acme")
+    second = half.retrieve_in(built, "hotel cap", 5, where, "acme")
+    assert len(reads) == 1 and half.exact == 0
+    assert first.hits and second.hits
+    assert built.ids[0] not in {h.id for h in [*first.hits, *second.hits]}

@@ -302,6 +302,7 @@ KINDS = [
     "hybrid-weighted",
     "hybrid-rrf",
     "hybrid-ids-first",
+    "hybrid-ids-first-nearest",
     "hybrid-ids-first-scan",
     "hybrid-native",
 ]
@@ -322,8 +323,12 @@ def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
     if kind.startswith("hybrid-ids-first"):  # the App's fused search on a NearestIds store
         if not isinstance(dense.store, NearestIds):
             pytest.skip(f"the {dense.store.info.backend} store has no ids-only query")
-        ids_first = IdsFirstDense(dense.raw, index, dense.store)
-        if kind.endswith("scan"):  # the unfiltered scan for every principal, however narrow
+        # default: exact over a copy of every vector; "nearest": no copy (Chroma's nearest
+        # ids, narrow filters over vectors read from the store); "scan": no copy and the
+        # nearest ids for every principal, however narrow
+        copy_bytes = 0 if kind.endswith(("nearest", "scan")) else None
+        ids_first = IdsFirstDense(dense.raw, index, dense.store, copy_bytes=copy_bytes)
+        if kind.endswith("scan"):
             ids_first.MIN_SHARE = 0.0
         return HybridSearch(
             ids_first, keyword, store=dense.store, candidates=20, default_k=5, **guard

@@ -43,6 +43,8 @@ from rag_app.errors import ConfigError, MissingPackageError
 
 OnnxBackend = Literal["onnx", "onnx-int8"]
 
+log = logging.getLogger(__name__)
+
 # Bump when the exported graph or the quantisation changes: older cache entries are not reused.
 EXPORT_RECIPE = 1
 OPSET = 17
@@ -365,9 +367,32 @@ def ensure_export(
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+        _prune_orphans(cache_dir, keep=entry)
     if not _valid_entry(entry):
         raise ConfigError(f"the ONNX export in {entry} is incomplete; delete the folder")
     return entry / MODEL_FILE
+
+
+def _prune_orphans(cache_dir: Path, *, keep: Path) -> None:
+    """Remove exports whose model folder no longer exists (a deleted virtual environment or
+    checkout: each install of the model package has its own entry, ~23 MB for int8, which
+    nothing would ever read again). Only folders with a readable manifest of this cache are
+    touched; run after an export, so it costs nothing on the usual path."""
+    try:
+        folders = list(cache_dir.iterdir())
+    except OSError:
+        return
+    for folder in folders:
+        if folder == keep or folder.name.startswith(".") or not folder.is_dir():
+            continue
+        try:
+            manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+            source = manifest["model_path"] if isinstance(manifest, dict) else None
+        except (OSError, ValueError, KeyError):
+            continue
+        if isinstance(source, str) and source and not Path(source).exists():
+            log.info("removing the ONNX export %s: its model %s is gone", folder, source)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class OnnxSentenceEncoder:

@@ -134,6 +134,38 @@ def test_export_is_cached_and_a_broken_entry_is_rebuilt(tmp_path):
     assert sorted(p.name.startswith(".") for p in tmp_path.iterdir()) == [False, False]
 
 
+def test_an_export_removes_entries_whose_model_is_gone(tmp_path):
+    """Each install of the model package gets its own entry; one whose model folder was
+    deleted (an old virtual environment) goes at the next export, nothing else does."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+
+    def entry(name: str, model_path: str) -> Path:
+        folder = cache / name
+        folder.mkdir()
+        (folder / onnx_encoder.MODEL_FILE).write_bytes(b"onnx")
+        manifest = {"model_path": model_path, "backend": "onnx-int8", "size": 4}
+        (folder / onnx_encoder.MANIFEST_FILE).write_text(json.dumps(manifest))
+        return folder
+
+    orphan = entry("model-onnx-int8-aaaaaaaaaaaaaaaa", str(tmp_path / "deleted-venv/model"))
+    alive_model = tmp_path / "other-venv/model"
+    alive_model.mkdir(parents=True)
+    alive = entry("model-onnx-int8-bbbbbbbbbbbbbbbb", str(alive_model))
+    foreign = cache / "notes"
+    foreign.mkdir()  # not an export: no manifest
+    (cache / "model-onnx-cccccccccccccccc").mkdir()  # a manifest-less (partial) entry
+    exporter = _FakeExporter()
+    path = onnx_encoder.ensure_export(bundled_minilm_path(), "onnx-int8", cache, exporter=exporter)
+    assert exporter.calls == 1 and path.exists()
+    assert not orphan.exists()
+    assert alive.exists() and foreign.exists() and (cache / "model-onnx-cccccccccccccccc").exists()
+    # reusing an entry prunes nothing (only an export does)
+    orphan = entry("model-onnx-int8-dddddddddddddddd", str(tmp_path / "gone/model"))
+    onnx_encoder.ensure_export(bundled_minilm_path(), "onnx-int8", cache, exporter=exporter)
+    assert exporter.calls == 1 and orphan.exists()
+
+
 def test_a_failed_export_leaves_no_entry(tmp_path):
     def broken(model_path: Path, target: Path, backend: str) -> None:
         (target / onnx_encoder.MODEL_FILE).write_bytes(b"half")

@@ -319,7 +319,7 @@ class IdsFirstDense:
                 log.info("no vector copy for this index version (%s); using the store", exc)
                 self._copy_failed = built
                 return None
-            self._copy = fresh
+            self._copy, self._copy_failed = fresh, None
             return fresh
 
     def _follow(self, built: Any, old: _Vectors | None, dimension: int) -> _Vectors:

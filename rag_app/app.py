@@ -388,8 +388,10 @@ class App:
     # -- retrieval: dense | bm25 | hybrid ------------------------------------------------------
     @cached_property
     def keyword_index(self) -> KeywordIndex:
-        """BM25 over this store's chunks; persisted under <data_dir>/bm25 and rebuilt from the
-        store whenever the store's change token moved (see rag_app.retrieval.bm25)."""
+        """BM25 over this store's chunks; persisted under <data_dir>/bm25 and refreshed from the
+        store whenever the store's change token moved (see rag_app.retrieval.bm25). The token
+        and count are re-read at most every RECOUNT_S while no write went through this
+        process's store object (another process's write is seen within RECOUNT_S)."""
         from rag_app.retrieval.bm25 import RECOUNT_S, KeywordIndex, index_directory
 
         return KeywordIndex(
@@ -397,6 +399,7 @@ class App:
             directory=index_directory(self.settings.data_dir, self.store_location),
             background=self.settings.bm25_refresh == "background",
             recount_s=RECOUNT_S,
+            token_s=RECOUNT_S,
         )
 
     def searcher(self, kind: str | None = None) -> Searcher:

@@ -14,8 +14,8 @@ operators and tests: `count`, `records` and `delete` then cover every tenant, wh
 query without a tenant searches is store-specific (Chroma: everything; Pinecone: the default
 namespace; Weaviate: every tenant). That is why every permission-aware search names it.
 
-**Capabilities** (`Scannable`, `VectorScannable`, `ChangeTracking`, `NativeHybrid`,
-`Administrable`): callers
+**Capabilities** (`Scannable`, `VectorScannable`, `ChangeTracking`, `ChangeJournaling`,
+`NativeHybrid`, `Administrable`): callers
 ask with `isinstance(store, Capability)` and fall back, or call `scannable`, `indexable` or
 `native_hybrid`, which give a clear error when the store lacks one.
 """
@@ -127,6 +127,25 @@ class ChangeTracking(Protocol):
     """The store keeps a token that every write replaces, visible to every host."""
 
     def change_token(self) -> str: ...
+
+
+@runtime_checkable
+class ChangeJournaling(Protocol):
+    """Optional, next to `ChangeTracking`: the store can tell which ids changed between two
+    of its change tokens, and how many writes went through this very object.
+
+    `changes_since(token, until)`: every id upserted or deleted between the store's state at
+    `token` and at `until` (re-read them with `get`: an id absent there was deleted), or None
+    whenever the store cannot vouch that the set is complete (the caller then scans). `get`
+    without a tenant must find these ids in any tenant. `local_writes`: a counter that every
+    write or delete through this object moves (also a failed one), so that a derived copy in
+    the same process may read the change token less often and still see its own writes at
+    once."""
+
+    def changes_since(self, token: str, until: str) -> frozenset[str] | None: ...
+
+    @property
+    def local_writes(self) -> int: ...
 
 
 @runtime_checkable

@@ -11,6 +11,7 @@ keeps stale metadata keys, and `add_texts` does not split batches to the server'
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -28,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from rag_app.access.filters import And, Cmp, Node, Or, and_, matches_each
 from rag_app.errors import ConfigError, DimensionMismatchError, StoreError
 from rag_app.stores.base import CollectionInfo, Metadata, StoreHit, StoreInfo, StoreRecord
+from rag_app.stores.journal import ChangeJournal
 from rag_app.stores.registry import StoreSpec
 
 log = logging.getLogger(__name__)
@@ -118,6 +120,11 @@ class ChromaStore:
         # per filter, the share of unfiltered hits that matched it (see `query`)
         self._shares: OrderedDict[str, float] = OrderedDict()
         self._shares_lock = threading.Lock()
+        # writes through this object (`local_writes`), and which ids each write touched
+        # (`changes_since`): a journal beside embedded data; none for a server (other hosts)
+        self._writes = 0
+        self._writes_lock = threading.Lock()
+        self._journal: ChangeJournal | None = None
         chroma_settings = ChromaSettings(anonymized_telemetry=False)
         try:
             if url:
@@ -137,6 +144,7 @@ class ChromaStore:
                 path.mkdir(parents=True, exist_ok=True)
                 self._client = chromadb.PersistentClient(path=str(path), settings=chroma_settings)
                 location = str(path)
+                self._journal = ChangeJournal(path, collection)
             self._collection = self._client.get_or_create_collection(
                 name=collection,
                 embedding_function=None,  # never let Chroma load its default ONNX model
@@ -210,10 +218,10 @@ class ChromaStore:
                     metadatas=[m or None for m in batch_meta],  # type: ignore[misc]
                 )
             except Exception as exc:
-                self._touch_after_failure()
+                self._touch_after_failure(ids)
                 raise StoreError(f"Chroma rejected the write: {exc}") from exc
         if ids:
-            self._touch()
+            self._touch(ids)
 
     def _clear_dropped_keys(self, ids: list[str], metadatas: list[Metadata]) -> None:
         """Chroma's upsert merges metadata into an existing record; the port promises
@@ -234,15 +242,16 @@ class ChromaStore:
                 if batch:
                     self._collection.delete(ids=batch, where=native)
         except Exception as exc:
-            self._touch_after_failure()
+            self._touch_after_failure(ids)
             raise StoreError(f"Chroma delete failed: {exc}") from exc
         if ids:
-            self._touch()
+            self._touch(ids)
 
-    def _touch_after_failure(self) -> None:
-        # Earlier batches of a failed call may have been written.
+    def _touch_after_failure(self, ids: Sequence[str]) -> None:
+        # Earlier batches of a failed call may have been written: all of them are journaled
+        # (what was written is among them).
         try:
-            self._touch()
+            self._touch(ids)
         except StoreError:
             log.warning("could not record a partial change of %s", self._info.collection)
 
@@ -464,17 +473,55 @@ class ChromaStore:
             raise StoreError(f"cannot read Chroma collection metadata: {exc}") from exc
         return str((fresh.metadata or {}).get(CHANGE_TOKEN_KEY, ""))
 
-    def _touch(self) -> None:
-        """Record that the collection changed (after every write or delete)."""
+    @property
+    def local_writes(self) -> int:
+        """Writes and deletes through this object so far (failed ones too)."""
+        return self._writes
+
+    def changes_since(self, token: str, until: str) -> frozenset[str] | None:
+        """The ids written between the change tokens `token` and `until`, from the journal
+        beside embedded data; None when it cannot vouch for them (or for a server, where
+        other hosts write without it): then scan."""
+        if self._journal is None:
+            return None
+        return self._journal.changes_since(token, until)
+
+    def _touch(self, ids: Sequence[str] | None = None) -> None:
+        """Record that the collection changed (after every write or delete), and in the
+        journal which `ids` changed (None: not known)."""
+        try:
+            journal = self._journal
+            with contextlib.ExitStack() as stack:
+                if journal is not None:
+                    try:
+                        stack.enter_context(journal.locked())
+                    except OSError as exc:  # no entry for the new token: readers scan
+                        log.warning("change journal %s unusable: %s", journal.path, exc)
+                        journal = None
+                prev, new = self._replace_token()
+                try:
+                    if journal is not None:
+                        journal.append(prev, new, ids)
+                except OSError as exc:  # the new token has no entry: readers scan
+                    log.warning("could not journal a change of %s: %s", self._info.collection, exc)
+        finally:
+            # after the token moved: a reader that sees this count also sees the new token
+            with self._writes_lock:
+                self._writes += 1
+
+    def _replace_token(self) -> tuple[str, str]:
+        """Give the collection a new change token; (old token, new token)."""
         try:
             fresh = self._client.get_collection(self._info.collection, embedding_function=None)
             meta = {k: v for k, v in (fresh.metadata or {}).items() if not k.startswith("hnsw:")}
-            meta[CHANGE_TOKEN_KEY] = uuid.uuid4().hex
+            prev = str(meta.get(CHANGE_TOKEN_KEY, ""))
+            meta[CHANGE_TOKEN_KEY] = new = uuid.uuid4().hex
             self._collection.modify(metadata=meta)
         except Exception as exc:
             raise StoreError(
                 f"Chroma wrote the records but could not record the change: {exc}"
             ) from exc
+        return prev, new
 
     # -- administration (`Administrable`) -------------------------------------------------
     def _admin_collection(self, name: str) -> Any:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rag_app.access.permissions import Principal
 from rag_app.app import App
+from rag_app.retrieval.bm25 import RECOUNT_S
 from rag_app.settings import Settings
 from tests.fakes import HashEmbeddings
 
@@ -41,6 +43,10 @@ def handle(app: App, cmd: dict[str, Any]) -> dict[str, Any]:
     if op == "delete":
         return {"deleted": app.admin.delete(sources=cmd["sources"])}
     if op == "wait":
+        # another host's write is seen once the index re-reads the store's token, at most
+        # RECOUNT_S after its last read: let that pass, look, then wait for the refresh
+        time.sleep(RECOUNT_S)
+        app.keyword_index.current()
         app.keyword_index.wait_for_refresh(60)
         return {"ok": True}
     raise ValueError(f"unknown op {op!r}")

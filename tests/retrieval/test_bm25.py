@@ -371,7 +371,17 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
-def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: Path) -> None:
+def test_bm25_stays_in_step_with_add_replace_and_delete(
+    tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Writes below come from other Apps (other processes): the App's index sees them once
+    # it re-reads the store's token, at most RECOUNT_S later (`a_second_later`).
+    clock = [1000.0]
+    monkeypatch.setattr(bm25_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    def a_second_later() -> None:
+        clock[0] += bm25_module.RECOUNT_S
+
     app = make_app(tmp_path)
     assert app.ingestor.ingest([corpus]).ok
     g0 = app.store.change_token()
@@ -393,7 +403,8 @@ def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: 
     (corpus / "a.md").write_text(doc("Alpha handbook", "alpha cherries orchard " * 5))
     assert make_app(tmp_path).ingestor.ingest([corpus]).files_indexed == 1
     assert app.store.change_token() != g0
-    assert bm25_sources(app, "apples") == []
+    assert bm25_sources(app, "apples") == []  # the store's record decides, stale or not
+    a_second_later()
     assert bm25_sources(app, "cherries") == ["a.md"]
 
     # rag-app delete
@@ -401,11 +412,13 @@ def test_bm25_stays_in_step_with_add_replace_and_delete(tmp_path: Path, corpus: 
         str(r.metadata["source"]) for r in app.store.records() if "b.md" in r.metadata["source"]
     )
     assert make_app(tmp_path).admin.delete(sources=[source]) > 0
+    a_second_later()
     assert bm25_sources(app, "bananas") == []
 
     # --cleanup full after a file vanished
     (corpus / "secret.md").unlink()
     report = make_app(tmp_path).ingestor.ingest([corpus], cleanup="full")
+    a_second_later()
     assert report.files_removed == 1
     assert bm25_sources(app, "vault", hr) == []
     assert sorted(bm25_sources(app, "alpha", hr)) == ["a.md"]

@@ -111,11 +111,11 @@ class Settings(BaseSettings):
         "always BM25 + dense fused by the app (fused), or the store's only (native).",
     )
     vector_copy_mb: int = Field(
-        512,
+        64,
         ge=0,
-        description="Memory (MB) for the app's copy of every stored vector that hybrid search "
-        "on embedded Chroma searches exactly (about 1.5 KB per chunk; a larger collection, or "
-        "0, uses Chroma's own index).",
+        description="Largest copy (MB) of every stored vector that hybrid search on embedded "
+        "Chroma searches exactly (1.5 KB per 384-d chunk: ~43k chunks). A larger collection, "
+        "or 0, uses Chroma's HNSW index, which is faster past ~50k chunks.",
     )
     bm25_refresh: Literal["inline", "background"] = Field(
         "inline",

@@ -243,7 +243,7 @@ TOPICS = ["parental leave", "hotel cap", "quantum widget", "payroll salary", "se
 GROUPS = ["public", "group:hr", "group:eng"]
 
 
-def make_acl_app(tmp_path: Path, *, vector_copy_mb: int = 512) -> App:
+def make_acl_app(tmp_path: Path, *, vector_copy_mb: int = 64) -> App:
     """60 documents over five topics, readable by the public, by HR or by engineering."""
     root = tmp_path / "corpus"
     root.mkdir(parents=True)
@@ -411,7 +411,7 @@ def test_ids_first_falls_back_when_the_store_has_a_chunk_the_copy_lacks(ids_app:
     assert found.hits[0].id == "new-1"  # the store's own filtered query found it
 
 
-@pytest.mark.parametrize("copy_mb", [512, 0], ids=["vector-copy", "nearest-ids"])
+@pytest.mark.parametrize("copy_mb", [64, 0], ids=["vector-copy", "nearest-ids"])
 def test_a_stale_copy_cannot_leak_a_chunk_whose_acl_was_narrowed(
     tmp_path: Path, copy_mb: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -931,24 +931,33 @@ class KeywordIndex:
         if where is None:
             raise ValueError("KeywordIndex.search needs the effective (access) filter")
         built = built if built is not None else self.current()
-        if built.model is None:
-            return []
-        token_ids = built.model.get_tokens_ids(self.analyzer(query))
-        if not token_ids:
-            return []
-        scores = np.asarray(built.model.get_scores_from_ids(token_ids), dtype=np.float64)
-        mask = self.matching(built, where)
-        candidates = np.flatnonzero(mask & (scores > 0.0))
-        if candidates.size == 0:
-            return []
-        order = top_k(candidates, scores[candidates], k)
+        rows, scores = self.search_rows(built, query, k, where)
         # the hits share the index's text and metadata objects (read-only: the guard replaces
         # both with the store's current record before anything leaves the search)
         ids, texts, metadatas = built.ids, built.texts, built.metadatas
         return [
             StoreHit(id=ids[i], text=texts[i], metadata=metadatas[i], score=score)
-            for i, score in zip(order.tolist(), scores[order].tolist(), strict=True)
+            for i, score in zip(rows, scores, strict=True)
         ]
+
+    def search_rows(
+        self, built: _Built, query: str, k: int, where: Node
+    ) -> tuple[list[int], list[float]]:
+        """`search` as rows of `built` and their scores, best first (no hit objects)."""
+        if where is None:
+            raise ValueError("KeywordIndex.search needs the effective (access) filter")
+        if built.model is None:
+            return [], []
+        token_ids = built.model.get_tokens_ids(self.analyzer(query))
+        if not token_ids:
+            return [], []
+        scores = np.asarray(built.model.get_scores_from_ids(token_ids), dtype=np.float64)
+        mask = self.matching(built, where)
+        candidates = np.flatnonzero(mask & (scores > 0.0))
+        if candidates.size == 0:
+            return [], []
+        order = top_k(candidates, scores[candidates], k)
+        return order.tolist(), scores[order].tolist()
 
     def records(self) -> list[StoreRecord]:
         """The indexed chunks (for tests and diagnostics)."""

@@ -30,9 +30,9 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -54,27 +54,28 @@ from rag_app.stores.base import NativeHybrid, NearestIds, StoreHit, VectorStoreP
 log = logging.getLogger(__name__)
 
 FusionMethod = Literal["rrf", "weighted"]
+Key = TypeVar("Key", bound=Hashable)  # what is fused: chunk ids, documents, or index rows
 FusionLevel = Literal["document", "chunk"]
 
 
 # -- fusion math (pure functions) -----------------------------------------------------------------
 def rrf(
-    rankings: Sequence[Sequence[str]], *, k: int = 60, weights: Sequence[float] | None = None
-) -> dict[str, float]:
+    rankings: Sequence[Sequence[Key]], *, k: int = 60, weights: Sequence[float] | None = None
+) -> dict[Key, float]:
     """Reciprocal rank fusion: sum over rankings of ``weight / (k + rank)`` (rank from 1)."""
     if k < 1:
         raise ValueError("rrf k must be >= 1")
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     if len(weights) != len(rankings):
         raise ValueError("one weight per ranking")
-    fused: dict[str, float] = {}
+    fused: dict[Key, float] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
         for rank, key in enumerate(ranking, start=1):
             fused[key] = fused.get(key, 0.0) + weight / (k + rank)
     return fused
 
 
-def min_max(scores: Mapping[str, float]) -> dict[str, float]:
+def min_max(scores: Mapping[Key, float]) -> dict[Key, float]:
     """Scale scores to [0, 1] over the given candidates (all equal -> all 1.0)."""
     if not scores:
         return {}
@@ -85,8 +86,8 @@ def min_max(scores: Mapping[str, float]) -> dict[str, float]:
 
 
 def weighted(
-    dense: Mapping[str, float], sparse: Mapping[str, float], *, alpha: float
-) -> dict[str, float]:
+    dense: Mapping[Key, float], sparse: Mapping[Key, float], *, alpha: float
+) -> dict[Key, float]:
     """``alpha * minmax(dense) + (1 - alpha) * minmax(sparse)``; missing counts as 0."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError("alpha must be within [0, 1]")
@@ -98,13 +99,13 @@ def weighted(
 
 
 def fuse_scores(
-    dense: Mapping[str, float],
-    sparse: Mapping[str, float],
+    dense: Mapping[Key, float],
+    sparse: Mapping[Key, float],
     *,
     method: FusionMethod,
     alpha: float,
     rrf_k: int,
-) -> dict[str, float]:
+) -> dict[Key, float]:
     """Fuse two {key: score} maps (each ranked by score, highest first)."""
     if method == "rrf":
         rank_d = sorted(dense, key=lambda key: -dense[key])
@@ -118,14 +119,17 @@ def fuse_scores(
 def document_key(hit: StoreHit) -> str:
     """The document a chunk belongs to: its ``source`` (unique per document; JSONL records
     are ``<file>#<id>``), else ``doc_id``, else the chunk itself."""
-    meta = hit.metadata
+    return _document_of(hit.id, hit.metadata)
+
+
+def _document_of(chunk_id: str, meta: Any) -> str:
     if type(meta) is not dict and not isinstance(meta, Mapping):  # (dict: the fast path)
         meta = {}
     for field in ("source", "doc_id"):
         value = meta.get(field)
         if isinstance(value, str) and value:
             return value
-    return hit.id
+    return chunk_id
 
 
 def best_per_document(hits: Sequence[StoreHit]) -> dict[str, float]:
@@ -260,7 +264,14 @@ class IdsFirstDense:
                 built, copy, mask, matching, vector, query, k, where, tenant, repr(scoped)
             )
         if copy is not None:
-            return self._exact(built, copy, mask, matching, vector, k)
+            best, scores = self._exact(copy, mask, matching, vector, k)
+            ids, metadatas = built.ids, built.metadatas
+            return RawHits(
+                [
+                    StoreHit(id=ids[n], text="", metadata=metadatas[n], score=score)
+                    for n, score in zip(best, scores, strict=True)
+                ]
+            )
         depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
         pairs = self.store.nearest_ids(vector, depth)
         rows = self.index.rows(built)
@@ -277,28 +288,38 @@ class IdsFirstDense:
             return self._fallback(query, k, where, tenant)
         return RawHits(hits)
 
+    def exact_rows(
+        self, built: Any, query: str, k: int, where: Node, tenant: str
+    ) -> tuple[list[int], list[float]] | None:
+        """The exact path of `retrieve_in` as rows of `built` and scores, best first, or None
+        where `retrieve_in` would take another path (a narrow or empty filter, no copy)."""
+        scoped = and_(Cmp(TENANT_FIELD, "$eq", tenant), where) if tenant else where
+        if scoped is None:
+            return None
+        mask = self.index.matching(built, scoped)
+        matching = int(mask.sum())
+        if matching == 0 or matching / mask.size < self.MIN_SHARE:
+            return None
+        copy = self.vectors(built)
+        if copy is None:
+            return None
+        return self._exact(copy, mask, matching, self.dense.vectors(query), k)
+
     def _exact(
         self,
-        built: Any,
         copy: _Vectors,
         mask: np.ndarray,
         matching: int,
         vector: Sequence[float],
         k: int,
-    ) -> RawHits:
-        """The k nearest matching chunks, exactly: one product over the full copy."""
+    ) -> tuple[list[int], list[float]]:
+        """The k nearest matching chunks, exactly (rows, scores): one product over the copy."""
         scores = copy.matrix @ _unit(vector)
         if matching < mask.size:
             scores = np.where(mask, scores, -np.inf)
         best = top_k(np.arange(scores.size), scores, min(k, matching))
         self.exact += 1
-        ids, metadatas = built.ids, built.metadatas
-        return RawHits(
-            [
-                StoreHit(id=ids[n], text="", metadata=metadatas[n], score=score)
-                for n, score in zip(best.tolist(), scores[best].tolist(), strict=True)
-            ]
-        )
+        return best.tolist(), scores[best].tolist()
 
     def vectors(self, built: Any) -> _Vectors | None:
         """The copy of every chunk's vector for index version `built`, or None when it does
@@ -484,6 +505,11 @@ class FusedRetriever:
             and self.keyword.index is self.dense.index
         ):  # one freshness check of the shared keyword index for both halves
             built = self.dense.index.current()
+            rows = self.dense.exact_rows(built, query, depth, where, tenant)
+            if rows is not None:  # both halves are rows of `built`: fuse rows
+                sparse_rows = self.keyword.index.search_rows(built, query, depth, where)
+                ranked, details = self._fuse_rows(built, rows, sparse_rows, k)
+                return RawHits(ranked, details)
             dense = self.dense.retrieve_in(built, query, depth, where, tenant).hits
             sparse = self.keyword.index.search(query, depth, where, built=built)
         else:
@@ -537,6 +563,69 @@ class FusedRetriever:
                 info["bm25"] = s_chunk[cid]
             details[cid] = info
         return ranked, details
+
+    def _fuse_rows(
+        self,
+        built: Any,
+        dense: tuple[list[int], list[float]],
+        sparse: tuple[list[int], list[float]],
+        k: int,
+    ) -> tuple[list[StoreHit], dict[str, dict[str, float]]]:
+        """`_fuse` over rows of the keyword index `built` (each half: rows and scores, best
+        first): the same arithmetic on the same scores, in the same order, so the same
+        ranking and scores, with hit objects built for the k chosen only."""
+        ids, metadatas = built.ids, built.metadatas
+        d_chunk = dict(zip(*dense, strict=True))
+        s_chunk = dict(zip(*sparse, strict=True))
+        candidates = list(dict.fromkeys([*dense[0], *sparse[0]]))
+        chunk_fused = fuse_scores(
+            d_chunk, s_chunk, method=self.fusion, alpha=self.alpha, rrf_k=self.rrf_k
+        )
+        primary: Mapping[int, float]
+        if self.level == "chunk":
+            primary = chunk_fused
+            order = heapq.nsmallest(
+                k, candidates, key=lambda row: (-chunk_fused.get(row, 0.0), ids[row])
+            )
+        else:
+            doc_of = {row: _document_of(ids[row], metadatas[row]) for row in candidates}
+            doc_fused = fuse_scores(
+                _best_of_rows(dense, doc_of),
+                _best_of_rows(sparse, doc_of),
+                method=self.fusion,
+                alpha=self.alpha,
+                rrf_k=self.rrf_k,
+            )
+            primary = {row: doc_fused.get(doc, 0.0) for row, doc in doc_of.items()}
+            order = heapq.nsmallest(
+                k,
+                candidates,
+                key=lambda row: (-primary[row], -chunk_fused.get(row, 0.0), ids[row]),
+            )
+        ranked: list[StoreHit] = []
+        details: dict[str, dict[str, float]] = {}
+        for row in order:
+            cid = ids[row]
+            ranked.append(StoreHit(id=cid, text="", metadata=metadatas[row], score=primary[row]))
+            info = {"fused": primary[row], "chunk_fused": chunk_fused.get(row, 0.0)}
+            if row in d_chunk:
+                info["dense"] = d_chunk[row]
+            if row in s_chunk:
+                info["bm25"] = s_chunk[row]
+            details[cid] = info
+        return ranked, details
+
+
+def _best_of_rows(
+    half: tuple[list[int], list[float]], doc_of: Mapping[int, str]
+) -> dict[str, float]:
+    """`best_per_document` over rows with each row's document already known."""
+    out: dict[str, float] = {}
+    for row, score in zip(*half, strict=True):
+        key = doc_of[row]
+        if key not in out or score > out[key]:
+            out[key] = score
+    return out
 
 
 def _best_per(hits: Sequence[StoreHit], doc_of: Mapping[str, str]) -> dict[str, float]:

@@ -16,6 +16,7 @@ from rag_app.app import App
 from rag_app.errors import ConfigError
 from rag_app.retrieval.bm25 import KeywordSearch
 from rag_app.retrieval.hybrid import (
+    FusedRetriever,
     HybridSearch,
     IdsFirstDense,
     best_per_document,
@@ -585,3 +586,41 @@ def test_no_copy_when_it_does_not_fit_or_cannot_be_read(
     assert len(reads) == 1 and half.exact == 0
     assert first.hits and second.hits
     assert built.ids[0] not in {h.id for h in [*first.hits, *second.hits]}
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "rrf"])
+@pytest.mark.parametrize("level", ["document", "chunk"])
+def test_fusing_rows_equals_fusing_hits(
+    acl_app: App, fusion: str, level: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the vector copy both halves are rows of the keyword index, fused without hit
+    objects (`_fuse_rows`): the same hits, scores and per-hit details as fusing the halves'
+    hits (`_fuse`), bit for bit."""
+    index = acl_app.keyword_index
+    half = IdsFirstDense(acl_app.search.raw, index, acl_app.store)  # type: ignore[arg-type]
+    fused = FusedRetriever(
+        half,
+        KeywordSearch(index).raw,
+        fusion=fusion,
+        level=level,
+        candidates=20,  # type: ignore[arg-type]
+    )
+    compared = 0
+    for principal in PRINCIPALS:
+        where = access_filter(principal)
+        for caller in (None, {"title": {"$ne": "Doc 3"}}):
+            scoped = where if caller is None else and_(where, parse_filter(caller))
+            for query in [*TOPICS, "note 7", "leave hotel", "nothing matches zzz"]:
+                for k in (1, 5, 30):
+                    before = half.exact
+                    rows = fused.retrieve(query, k, scoped, "acme")
+                    assert half.exact == before + 1  # the row path ran
+                    with monkeypatch.context() as m:
+                        m.setattr(half, "exact_rows", lambda *a: None)
+                        hits = fused.retrieve(query, k, scoped, "acme")
+                    assert [(h.id, h.score, h.metadata) for h in rows.hits] == [
+                        (h.id, h.score, h.metadata) for h in hits.hits
+                    ]
+                    assert rows.details == hits.details
+                    compared += 1
+    assert compared == 3 * 2 * 8 * 3

@@ -664,11 +664,12 @@ def markdown(result: dict[str, Any]) -> str:
         "Chroma unfiltered a little deeper and filters the hits (`ChromaStore.query`); for "
         "the narrow user Chroma evaluates its `where` filter (a narrow filter is what "
         "Chroma's own filter is for); BM25 masks every chunk by the filter (cached per filter). "
-        "Hybrid's dense half asks Chroma for ids and scores only and filters them with the "
-        "BM25 copy's masks (`IdsFirstDense`); for the narrow user it searched among the ids "
-        "the copy admits (in this run: Chroma's query restricted to those ids; the App now "
-        "searches a cached slice of their vectors, timed side by side by "
-        "`bench/bench_narrow.py`).",
+        "Hybrid's dense half (`IdsFirstDense`) judges candidates with the BM25 copy's masks: "
+        "while every vector fits in `RAG_VECTOR_COPY_MB` (64 MB: the 10k size only) an exact "
+        "product over the App's copy of the vectors, above it Chroma's ids-only HNSW query "
+        "for the broad user, and for the narrow user an exact product over the matching "
+        "chunks' vectors, read once per filter and index version (`bench/bench_narrow.py` "
+        "times these paths side by side).",
         f"* Queries: the first {cfg['queries']} SciFact train queries, k={cfg['k']}, each "
         "searcher x user once in a row, as `App.searcher(kind).search(principal, query, k)`: "
         "permission guard, store query or BM25 plus the confirmation of BM25 hits against the "

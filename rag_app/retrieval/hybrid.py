@@ -30,7 +30,7 @@ import logging
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -521,48 +521,20 @@ class FusedRetriever:
     def _fuse(
         self, dense: Sequence[StoreHit], sparse: Sequence[StoreHit], k: int
     ) -> tuple[list[StoreHit], dict[str, dict[str, float]]]:
-        """The k best candidates, fused, and each one's scores (only the k are built; the
-        order is that of sorting every candidate by the key below)."""
+        """The k best candidates, fused, and each one's scores (only the k are built)."""
         by_id: dict[str, StoreHit] = {}
-        for hit in dense:
-            by_id.setdefault(hit.id, hit)
-        for hit in sparse:
+        for hit in [*dense, *sparse]:
             by_id.setdefault(hit.id, hit)
         d_chunk = {h.id: h.score for h in dense}
         s_chunk = {h.id: h.score for h in sparse}
-        chunk_fused = fuse_scores(
-            d_chunk, s_chunk, method=self.fusion, alpha=self.alpha, rrf_k=self.rrf_k
+        order, primary, details = self._select(
+            d_chunk, s_chunk, k, lambda cid: document_key(by_id[cid]), lambda cid: cid
         )
-        if self.level == "chunk":
-            primary = chunk_fused
-            order = heapq.nsmallest(k, by_id, key=lambda cid: (-chunk_fused.get(cid, 0.0), cid))
-        else:
-            doc_of = {cid: document_key(hit) for cid, hit in by_id.items()}
-            doc_fused = fuse_scores(
-                _best_per(dense, doc_of),
-                _best_per(sparse, doc_of),
-                method=self.fusion,
-                alpha=self.alpha,
-                rrf_k=self.rrf_k,
-            )
-            primary = {cid: doc_fused.get(doc, 0.0) for cid, doc in doc_of.items()}
-            order = heapq.nsmallest(
-                k, by_id, key=lambda cid: (-primary[cid], -chunk_fused.get(cid, 0.0), cid)
-            )
-        ranked: list[StoreHit] = []
-        details: dict[str, dict[str, float]] = {}
-        for cid in order:
-            hit = by_id[cid]
-            ranked.append(
-                StoreHit(id=hit.id, text=hit.text, metadata=hit.metadata, score=primary[cid])
-            )
-            info = {"fused": primary[cid], "chunk_fused": chunk_fused.get(cid, 0.0)}
-            if cid in d_chunk:
-                info["dense"] = d_chunk[cid]
-            if cid in s_chunk:
-                info["bm25"] = s_chunk[cid]
-            details[cid] = info
-        return ranked, details
+        ranked = [
+            StoreHit(id=cid, text=by_id[cid].text, metadata=by_id[cid].metadata, score=primary[cid])
+            for cid in order
+        ]
+        return ranked, {cid: details[n] for n, cid in enumerate(order)}
 
     def _fuse_rows(
         self,
@@ -575,66 +547,73 @@ class FusedRetriever:
         first): the same arithmetic on the same scores, in the same order, so the same
         ranking and scores, with hit objects built for the k chosen only."""
         ids, metadatas = built.ids, built.metadatas
-        d_chunk = dict(zip(*dense, strict=True))
-        s_chunk = dict(zip(*sparse, strict=True))
-        candidates = list(dict.fromkeys([*dense[0], *sparse[0]]))
-        chunk_fused = fuse_scores(
-            d_chunk, s_chunk, method=self.fusion, alpha=self.alpha, rrf_k=self.rrf_k
+        order, primary, details = self._select(
+            dict(zip(*dense, strict=True)),
+            dict(zip(*sparse, strict=True)),
+            k,
+            lambda row: _document_of(ids[row], metadatas[row]),
+            lambda row: ids[row],
         )
-        primary: Mapping[int, float]
+        ranked = [
+            StoreHit(id=ids[row], text="", metadata=metadatas[row], score=primary[row])
+            for row in order
+        ]
+        return ranked, {ids[row]: details[n] for n, row in enumerate(order)}
+
+    def _select(
+        self,
+        dense: Mapping[Key, float],
+        sparse: Mapping[Key, float],
+        k: int,
+        document: Callable[[Key], str],
+        name: Callable[[Key], str],
+    ) -> tuple[list[Key], Mapping[Key, float], list[dict[str, float]]]:
+        """The k best of the candidates of both halves (each {key: score}, best first), as if
+        every candidate were sorted by (fused score, fused chunk score, `name`); their fused
+        scores (document-level or chunk-level) and each chosen one's scores (in order)."""
+        candidates = list(dict.fromkeys([*dense, *sparse]))
+        chunk_fused = fuse_scores(
+            dense, sparse, method=self.fusion, alpha=self.alpha, rrf_k=self.rrf_k
+        )
+        primary: Mapping[Key, float]
         if self.level == "chunk":
             primary = chunk_fused
             order = heapq.nsmallest(
-                k, candidates, key=lambda row: (-chunk_fused.get(row, 0.0), ids[row])
+                k, candidates, key=lambda key: (-chunk_fused.get(key, 0.0), name(key))
             )
         else:
-            doc_of = {row: _document_of(ids[row], metadatas[row]) for row in candidates}
+            doc_of = {key: document(key) for key in candidates}
             doc_fused = fuse_scores(
-                _best_of_rows(dense, doc_of),
-                _best_of_rows(sparse, doc_of),
+                _best_per(dense, doc_of),
+                _best_per(sparse, doc_of),
                 method=self.fusion,
                 alpha=self.alpha,
                 rrf_k=self.rrf_k,
             )
-            primary = {row: doc_fused.get(doc, 0.0) for row, doc in doc_of.items()}
+            primary = {key: doc_fused.get(doc, 0.0) for key, doc in doc_of.items()}
             order = heapq.nsmallest(
                 k,
                 candidates,
-                key=lambda row: (-primary[row], -chunk_fused.get(row, 0.0), ids[row]),
+                key=lambda key: (-primary[key], -chunk_fused.get(key, 0.0), name(key)),
             )
-        ranked: list[StoreHit] = []
-        details: dict[str, dict[str, float]] = {}
-        for row in order:
-            cid = ids[row]
-            ranked.append(StoreHit(id=cid, text="", metadata=metadatas[row], score=primary[row]))
-            info = {"fused": primary[row], "chunk_fused": chunk_fused.get(row, 0.0)}
-            if row in d_chunk:
-                info["dense"] = d_chunk[row]
-            if row in s_chunk:
-                info["bm25"] = s_chunk[row]
-            details[cid] = info
-        return ranked, details
+        details: list[dict[str, float]] = []
+        for key in order:
+            info = {"fused": primary[key], "chunk_fused": chunk_fused.get(key, 0.0)}
+            if key in dense:
+                info["dense"] = dense[key]
+            if key in sparse:
+                info["bm25"] = sparse[key]
+            details.append(info)
+        return order, primary, details
 
 
-def _best_of_rows(
-    half: tuple[list[int], list[float]], doc_of: Mapping[int, str]
-) -> dict[str, float]:
-    """`best_per_document` over rows with each row's document already known."""
+def _best_per(half: Mapping[Key, float], doc_of: Mapping[Key, str]) -> dict[str, float]:
+    """`best_per_document` over one half's {key: score} with each key's document known."""
     out: dict[str, float] = {}
-    for row, score in zip(*half, strict=True):
-        key = doc_of[row]
-        if key not in out or score > out[key]:
-            out[key] = score
-    return out
-
-
-def _best_per(hits: Sequence[StoreHit], doc_of: Mapping[str, str]) -> dict[str, float]:
-    """`best_per_document` with each chunk's document already known."""
-    out: dict[str, float] = {}
-    for hit in hits:
-        key = doc_of[hit.id]
-        if key not in out or hit.score > out[key]:
-            out[key] = hit.score
+    for key, score in half.items():
+        doc = doc_of[key]
+        if doc not in out or score > out[doc]:
+            out[doc] = score
     return out
 
 

@@ -118,6 +118,18 @@ class Corpus:
             self.rewrite(n, text=action in ("text", "both"), meta=action in ("acl", "both"))
 
 
+def indexed(
+    tmp_path: Path, seed: int, chunks: int, **options: Any
+) -> tuple[ChromaStore, Corpus, KeywordIndex]:
+    """A journaled store holding `chunks` chunks of a seeded corpus, and its index, refreshed."""
+    store = make_store(tmp_path)
+    corpus = Corpus(store, seed)
+    corpus.add(chunks)
+    index = KeywordIndex(store, **options)
+    index.refresh()
+    return store, corpus, index
+
+
 def reference(store: ChromaStore, **kw: Any) -> KeywordIndex:
     """A full build of the store as it is now (never the journal: its own generation)."""
     token = store.change_token()
@@ -198,11 +210,7 @@ def test_random_changes_from_the_journal_equal_a_full_build(
 def test_scores_after_journal_changes_equal_bm25s_own(tmp_path: Path, method: str) -> None:
     import bm25s
 
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 5)
-    corpus.add(30)
-    index = KeywordIndex(store, method=method)
-    index.refresh()
+    _, corpus, index = indexed(tmp_path, 5, 30, method=method)
     for _ in range(6):
         corpus.step()
     index.refresh()
@@ -225,11 +233,7 @@ def test_scores_after_journal_changes_equal_bm25s_own(tmp_path: Path, method: st
 def test_a_small_change_reads_only_the_written_ids(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 9)
-    corpus.add(30)
-    index = KeywordIndex(store)
-    index.refresh()
+    store, corpus, index = indexed(tmp_path, 9, 30)
     corpus.add(1)
     corpus.rewrite(1, text=False, meta=True)
     corpus.delete(1)
@@ -255,11 +259,7 @@ def refreshed_by(index: KeywordIndex) -> str:
 
 
 def test_a_write_without_a_journal_entry_is_found_by_the_scan(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 4)
-    corpus.add(10)
-    index = KeywordIndex(store)
-    index.refresh()
+    store, corpus, index = indexed(tmp_path, 4, 10)
     # another writer (no journal) changes an ACL and moves the token: same count
     rec = store.get([corpus.ids[0]])[0]
     store._collection.upsert(
@@ -276,11 +276,7 @@ def test_a_write_without_a_journal_entry_is_found_by_the_scan(tmp_path: Path) ->
 
 
 def test_a_write_that_did_not_move_the_token_is_caught_by_the_count(tmp_path: Path) -> None:
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 4)
-    corpus.add(10)
-    index = KeywordIndex(store)
-    index.refresh()
+    store, corpus, index = indexed(tmp_path, 4, 10)
     store._collection.delete(ids=[corpus.ids[3]])  # no token, no entry: only the count moved
     assert refreshed_by(index) == "scan"  # the journal's empty change does not explain it
     assert_same(index, reference(store))
@@ -289,11 +285,7 @@ def test_a_write_that_did_not_move_the_token_is_caught_by_the_count(tmp_path: Pa
 def test_a_corrupt_or_ambiguous_or_pruned_journal_falls_back_to_the_scan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 6)
-    corpus.add(10)
-    index = KeywordIndex(store)
-    index.refresh()
+    store, corpus, index = indexed(tmp_path, 6, 10)
     journal = store._journal
     assert journal is not None
     corpus.add(1)
@@ -348,11 +340,7 @@ def test_a_write_that_failed_part_way_journals_every_id_it_was_given(
 ) -> None:
     from rag_app.errors import StoreError
 
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 8)
-    corpus.add(10)
-    index = KeywordIndex(store)
-    index.refresh()
+    store, _, index = indexed(tmp_path, 8, 10)
     before = store.change_token()
     monkeypatch.setattr(store, "_max_batch", 2)
     real = store._collection.upsert
@@ -418,11 +406,7 @@ def test_a_change_written_around_rag_app_is_scanned_for_within_rescan_s(
 ) -> None:
     clock = [1000.0]
     monkeypatch.setattr(bm25_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
-    store = make_store(tmp_path)
-    corpus = Corpus(store, 21)
-    corpus.add(10)
-    index = KeywordIndex(store, rescan_s=600.0)
-    index.refresh()
+    store, corpus, index = indexed(tmp_path, 21, 10, rescan_s=600.0)
     victim = corpus.ids[0]
     rec = store.get([victim])[0]
 

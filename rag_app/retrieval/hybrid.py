@@ -251,11 +251,10 @@ class IdsFirstDense:
 
     def retrieve_in(self, built: Any, query: str, k: int, where: Node, tenant: str) -> RawHits:
         """As `retrieve`, against `built` (the keyword index, checked fresh by the caller)."""
-        scoped = and_(Cmp(TENANT_FIELD, "$eq", tenant), where) if tenant else where
-        mask = self.index.matching(built, scoped) if scoped is not None else None
-        matching = int(mask.sum()) if mask is not None else 0
-        if mask is None or matching == 0:
+        judged = self._judge(built, where, tenant)
+        if judged is None:
             return self._fallback(query, k, where, tenant)
+        scoped, mask, matching = judged
         vector = self.dense.vectors(query)
         copy = self.vectors(built)
         share = matching / mask.size
@@ -293,17 +292,26 @@ class IdsFirstDense:
     ) -> tuple[list[int], list[float]] | None:
         """The exact path of `retrieve_in` as rows of `built` and scores, best first, or None
         where `retrieve_in` would take another path (a narrow or empty filter, no copy)."""
-        scoped = and_(Cmp(TENANT_FIELD, "$eq", tenant), where) if tenant else where
-        if scoped is None:
+        judged = self._judge(built, where, tenant)
+        if judged is None:
             return None
-        mask = self.index.matching(built, scoped)
-        matching = int(mask.sum())
-        if matching == 0 or matching / mask.size < self.MIN_SHARE:
+        _, mask, matching = judged
+        if matching / mask.size < self.MIN_SHARE:
             return None
         copy = self.vectors(built)
         if copy is None:
             return None
         return self._exact(copy, mask, matching, self.dense.vectors(query), k)
+
+    def _judge(self, built: Any, where: Node, tenant: str) -> tuple[Node, np.ndarray, int] | None:
+        """The effective filter scoped to `tenant`, the copy's mask for it and how many rows
+        match; None without a filter or when nothing matches."""
+        scoped = and_(Cmp(TENANT_FIELD, "$eq", tenant), where) if tenant else where
+        if scoped is None:
+            return None
+        mask = self.index.matching(built, scoped)
+        matching = int(mask.sum())
+        return (scoped, mask, matching) if matching else None
 
     def _exact(
         self,

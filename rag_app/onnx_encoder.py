@@ -162,8 +162,11 @@ def _check_modules(model_path: Path) -> None:
         )
 
 
-def export_onnx(model_path: Path, target: Path, backend: OnnxBackend) -> None:
-    """Export the model at `model_path` into the folder `target` (which must exist)."""
+def export_onnx(model_path: Path, target: Path, backend: OnnxBackend, *, fuse: bool = True) -> None:
+    """Export the model at `model_path` into the folder `target` (which must exist).
+
+    `fuse=False` keeps the exporter's graph of standard ONNX operators, without ONNX Runtime's
+    fused (``com.microsoft``) ones: what other runtimes read (bench/bench_quant.py)."""
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -227,8 +230,11 @@ def export_onnx(model_path: Path, target: Path, backend: OnnxBackend) -> None:
             dynamo=False,
         )
     fp32 = target / (MODEL_FILE if backend == "onnx" else "model.fp32.onnx")
-    _fuse(exported, fp32, transformer.config)
-    exported.unlink()
+    if fuse:
+        _fuse(exported, fp32, transformer.config)
+        exported.unlink()
+    else:
+        exported.replace(fp32)
     _verify(fp32, encoder, backend)
     if backend == "onnx-int8":
         import onnx

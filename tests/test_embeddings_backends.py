@@ -220,6 +220,21 @@ def test_onnx_int8_vectors_are_close(onnx_cache, torch_vectors):
 
 
 @pytest.mark.slow
+def test_unfused_export_uses_only_standard_operators(onnx_cache, tmp_path):
+    """`fuse=False` (what bench/bench_quant.py hands to other runtimes) keeps the exporter's
+    graph: no ONNX Runtime (com.microsoft) operators, where the app's export has them."""
+    import onnx
+
+    onnx_encoder.export_onnx(bundled_minilm_path(), tmp_path, "onnx", fuse=False)
+    plain = onnx.load(str(tmp_path / onnx_encoder.MODEL_FILE))
+    assert {node.domain for node in plain.graph.node} <= {"", "ai.onnx"}
+    assert "MatMul" in {node.op_type for node in plain.graph.node}
+    fused_file = LocalEmbeddings(backend="onnx", cache_dir=onnx_cache).model.model_file
+    fused = onnx.load(str(fused_file))
+    assert "com.microsoft" in {node.domain for node in fused.graph.node}
+
+
+@pytest.mark.slow
 def test_onnx_tokenisation_matches_sentence_transformers(onnx_cache):
     from sentence_transformers import SentenceTransformer
 

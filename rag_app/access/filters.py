@@ -378,20 +378,58 @@ def matches_each(node: Node | None, metadatas: Iterable[Mapping[str, Any] | None
     500k chunks is evaluated a few hundred times instead of 500k. Values are keyed by type
     as well (True, 1 and 1.0 stay apart; a list is not its tuple); a record with a value
     that cannot be keyed is evaluated on its own."""
-    fields = tuple(dict.fromkeys(fields_of(node)))
-    seen: dict[tuple[Any, ...], bool] = {}
-    out: list[bool] = []
-    for metadata in metadatas:
-        meta = metadata or {}
-        try:
-            key = tuple(_frozen(meta.get(f)) for f in fields)
-            verdict = seen.get(key)
-            if verdict is None:
-                verdict = seen[key] = matches(node, meta)
-        except TypeError:  # an unhashable value: no shortcut for this record
-            verdict = matches(node, meta)
-        out.append(verdict)
-    return out
+    groups = FieldGroups(fields_of(node))
+    members = groups.assign(metadatas)
+    verdicts = groups.verdicts(node)
+    return [verdicts[g] for g in members]
+
+
+class FieldGroups:
+    """Records grouped by the values of some fields (keyed as in `matches_each`): any filter
+    that reads only those fields has one verdict per group (`verdicts`), the same as
+    `matches` gives each record of the group. A record with a value that cannot be keyed
+    (a dict) is a group of its own. `assign` adds records (groups only grow); `copy` gives
+    an independent grouping to extend while this one is being read."""
+
+    def __init__(self, fields: Iterable[str]) -> None:
+        self.fields = tuple(dict.fromkeys(fields))
+        self._keys: dict[tuple[Any, ...], int] = {}
+        self._members: list[Mapping[str, Any]] = []  # group -> one record of it
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def copy(self) -> FieldGroups:
+        other = FieldGroups(self.fields)
+        other._keys = dict(self._keys)
+        other._members = list(self._members)
+        return other
+
+    def assign(self, metadatas: Iterable[Mapping[str, Any] | None]) -> list[int]:
+        """The group of each record, in order (new groups are added for new values)."""
+        fields, keys, members = self.fields, self._keys, self._members
+        out: list[int] = []
+        for metadata in metadatas:
+            meta = metadata or {}
+            try:
+                key: tuple[Any, ...] | None = tuple(_frozen(meta.get(f)) for f in fields)
+            except TypeError:  # an unhashable value: a group of its own
+                key = None
+            group = keys.get(key) if key is not None else None
+            if group is None:
+                group = len(members)
+                members.append(meta)
+                if key is not None:
+                    keys[key] = group
+            out.append(group)
+        return out
+
+    def verdicts(self, node: Node | None) -> list[bool]:
+        """`matches(node, ...)` for each group; `node` must read only this grouping's fields."""
+        unknown = set(fields_of(node)) - set(self.fields)
+        if unknown:
+            raise ValueError(f"the filter reads {sorted(unknown)}, not among {self.fields}")
+        return [matches(node, meta) for meta in self._members]
 
 
 def _frozen(value: Any) -> Any:

@@ -60,7 +60,10 @@ Access control: `KeywordIndex.search` takes the *effective filter* (access filte
 filter) and evaluates it with `filters.matches` on every chunk's metadata to build a mask
 *before* taking the top k (so k is never starved by forbidden chunks); `KeywordSearch` then
 re-checks every hit exactly like `SecureSearch`. Masks are cached per filter and index build,
-and follow a version derived from the journal (only its appended rows are judged).
+and follow a version derived from the journal (only its appended rows are judged). A mask is
+computed from a grouping of the rows by the values of the fields the filter reads, kept per
+field set: every reader's access filter reads the same fields (tenant, ACL), so only the first
+reader's first query passes over every chunk; another reader's is judged once per group.
 A plain BM25 retriever over all chunks followed by post-filtering (the classic
 `EnsembleRetriever` + `BM25Retriever` setup) would leak or starve; nothing here does that.
 """
@@ -87,7 +90,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_app.access.filters import Node, matches_each
+from rag_app.access.filters import FieldGroups, Node, fields_of, matches_each
 from rag_app.errors import RagAppError
 from rag_app.retrieval.bm25_scorer import Scorer
 from rag_app.retrieval.search import KnownFields, PermissionGuard, RawHits
@@ -113,6 +116,12 @@ except ImportError:  # pragma: no cover - installed with chromadb
 # another format is never loaded (its config hash differs) and is rebuilt.
 INDEX_FORMAT = 3
 MASK_CACHE_SIZE = 64
+# groupings of the rows by the values of the fields filters read (see `matching`): access
+# filters all read the same few fields, so one grouping serves every user
+GROUPING_CACHE_SIZE = 8
+# a grouping with more groups than this (a filter on a field of unique values, e.g. `source`)
+# is not kept: it would hold a key per chunk and save nothing
+GROUPING_MAX_GROUPS = 50_000
 FETCH_BATCH = 256  # ids per `store.get` when an incremental refresh reads changed chunks
 # Terms no chunk uses any more stay in the vocabulary (ids are stable between refreshes) until
 # there are this many and more than a quarter of the live ones; then ids are renumbered.
@@ -188,6 +197,10 @@ class _Built:
     model: Scorer | None  # scores every row for a query; None for an empty store
     docs: dict[str, _Doc]  # id -> chunk (the cache an incremental refresh starts from)
     vocab: dict[str, int]  # term -> vocabulary id (grows only; shared by later versions)
+
+
+# a version, its rows grouped by the values of some fields, and each row's group (`matching`)
+_Grouping = tuple[_Built, FieldGroups, np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -268,6 +281,8 @@ class KeywordIndex:
         self.title_weight = title_weight
         self._built: _Built | None = None
         self._masks: OrderedDict[str, tuple[Node, np.ndarray]] = OrderedDict()
+        # fields -> (version, its rows' grouping by those fields' values, each row's group)
+        self._groupings: OrderedDict[tuple[str, ...], _Grouping] = OrderedDict()
         self._rows: tuple[_Built, dict[str, int]] | None = None
         self._lock = threading.RLock()  # guards _built and the mask cache (held briefly)
         self._build_lock = threading.Lock()  # one build at a time (held while building)
@@ -413,10 +428,11 @@ class KeywordIndex:
         self, built: _Built, base: _Built | None = None, change: _Change | None = None
     ) -> None:
         """Serve `built` from now on. When it was derived from the version served so far
-        (`change`), the cached filter masks follow it: the removed rows dropped, only the
-        appended rows judged."""
+        (`change`), the cached filter masks and row groupings follow it: the removed rows
+        dropped, only the appended rows judged."""
         with self._lock:
             carried: list[tuple[str, Node, np.ndarray]] = []
+            groupings: list[tuple[tuple[str, ...], _Grouping]] = []
             if change is not None and base is not None and self._built is base:
                 first = len(built.ids) - len(change.added)
                 for cache_key, (where, mask) in self._masks.items():
@@ -427,10 +443,20 @@ class KeywordIndex:
                         count=len(built.ids) - first,
                     )
                     carried.append((cache_key, where, np.concatenate([kept, new])))
+                for fields, (_, groups, members) in self._groupings.items():
+                    grown = groups.copy()  # the old one may still be read by a search
+                    added = np.array(grown.assign(built.metadatas[first:]), dtype=np.int32)
+                    if len(grown) > GROUPING_MAX_GROUPS:
+                        continue
+                    kept_members = np.delete(members, change.removed_rows)
+                    groupings.append(
+                        (fields, (built, grown, np.concatenate([kept_members, added])))
+                    )
             self._built = built
             self._masks.clear()
             for cache_key, where, mask in carried:
                 self._masks[cache_key] = (where, mask)
+            self._groupings = OrderedDict(groupings)
             self._rows = None
 
     def refresh(self) -> None:
@@ -894,20 +920,44 @@ class KeywordIndex:
 
     # -- search ---------------------------------------------------------------------------------
     def matching(self, built: _Built, where: Node) -> np.ndarray:
-        """Which rows of `built` match `where`, by the copy's metadata (cached per filter)."""
+        """Which rows of `built` match `where`, by the copy's metadata (cached per filter).
+
+        The rows are grouped once per version by the values of the fields `where` reads
+        (`FieldGroups`, cached per field set and carried over to derived versions); a filter
+        is then judged once per group and its verdicts spread over the rows. Every access
+        filter reads the same fields (tenant, ACL), so after the first user's filter another
+        user's costs a few hundred evaluations and one gather, not a pass over every chunk."""
         # repr keeps value types apart (True vs 1), which node equality would not.
         cache_key = repr(where)
         with self._lock:
             if self._built is built and cache_key in self._masks:
                 self._masks.move_to_end(cache_key)
                 return self._masks[cache_key][1]
-        mask = np.fromiter(matches_each(where, built.metadatas), dtype=bool, count=len(built.ids))
+        groups, members = self._grouping(built, tuple(sorted(set(fields_of(where)))))
+        verdicts = np.array(groups.verdicts(where), dtype=bool)
+        mask = verdicts[members] if len(members) else np.zeros(0, dtype=bool)
         with self._lock:
             if self._built is built:
                 self._masks[cache_key] = (where, mask)
                 while len(self._masks) > MASK_CACHE_SIZE:
                     self._masks.popitem(last=False)
         return mask
+
+    def _grouping(self, built: _Built, fields: tuple[str, ...]) -> tuple[FieldGroups, np.ndarray]:
+        """The rows of `built` grouped by the values of `fields`, and each row's group."""
+        with self._lock:
+            cached = self._groupings.get(fields)
+            if cached is not None and cached[0] is built:
+                self._groupings.move_to_end(fields)
+                return cached[1], cached[2]
+        groups = FieldGroups(fields)
+        members = np.array(groups.assign(built.metadatas), dtype=np.int32)
+        with self._lock:
+            if self._built is built and len(groups) <= GROUPING_MAX_GROUPS:
+                self._groupings[fields] = (built, groups, members)
+                while len(self._groupings) > GROUPING_CACHE_SIZE:
+                    self._groupings.popitem(last=False)
+        return groups, members
 
     def rows(self, built: _Built) -> dict[str, int]:
         """Chunk id -> its row in `built` (in the masks of `matching`)."""

@@ -190,3 +190,19 @@ def test_matches_each_agrees_with_matches_on_random_filters_and_records():
         assert matches_each(where, records) == expected, where
         checked += len(records)
     assert checked == 300 * 401
+    # one grouping of the records by every field serves every filter (the index keeps one per
+    # field set and reuses it across readers): the same verdicts, spread over the records
+    from rag_app.access.filters import FieldGroups
+
+    groups = FieldGroups(fields)
+    members = groups.assign(records)
+    assert len(groups) < len(records)  # records share values: fewer groups than records
+    for _ in range(100):
+        where = node()
+        verdicts = groups.verdicts(where)
+        assert [verdicts[g] for g in members] == [matches(where, m or {}) for m in records]
+    grown = groups.copy()
+    grown.assign([{"f": "new value"}])
+    assert len(grown) == len(groups) + 1  # the copy grew; the original did not
+    with pytest.raises(ValueError, match="reads"):
+        FieldGroups(["f"]).verdicts(Cmp("g", "$eq", 1))  # a field the grouping ignores

@@ -158,6 +158,9 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
     e = dict(env)
     e["RAG_DATA_DIR"] = str(tmp_path / "interrupted")
     e["RAG_EMBED_BATCH_SIZE"] = "8"
+    # the slowest encoder, so that the demo corpus is still being embedded when Ctrl-C comes
+    # (with the int8 default the whole corpus could embed within the second waited below)
+    e["RAG_EMBED_BACKEND"] = "torch"
     proc = subprocess.Popen(
         [*RAG, "ingest", "demo/corpus"],
         cwd=ROOT,
@@ -174,7 +177,7 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
         seen += proc.stderr.read(1)
         if "chunk/s" in seen and "/" in seen.rsplit("embedding", 1)[-1]:
             break
-    time.sleep(1.0)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     proc.communicate(timeout=120)
     assert proc.returncode != 0, "ingest finished before it could be interrupted"

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rag_app.access.filters import Cmp, Node, Or, matches
+from rag_app.access import filters as filters_module
+from rag_app.access.filters import And, Cmp, FieldGroups, Node, Or, matches
 from rag_app.retrieval import bm25 as bm25_module
 from rag_app.retrieval.bm25 import KeywordIndex, index_text
 from rag_app.stores import journal as journal_module
@@ -596,3 +597,71 @@ def test_the_log_is_compacted_into_a_new_base(
     assert len(dirs - {first}) >= 1  # saved in full again once the log outgrew its share
     assert len([p for p in folder.iterdir() if p.name.startswith("index-")]) == 1
     assert_same(KeywordIndex(store, directory=folder), reference(store))
+
+
+# -- filters judged per group of rows --------------------------------------------------------
+def access_filter(tenant: str, tokens: tuple[str, ...]) -> Node:
+    """An access filter's shape: the tenant and any of the reader's ACL tokens."""
+    readable = Or(tuple(Cmp("acl", "$contains", t) for t in tokens))
+    return And((Cmp("tenant", "$eq", tenant), readable))
+
+
+def counted_assign(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many rows each `FieldGroups.assign` call grouped, from now on."""
+    calls: list[int] = []
+    real = FieldGroups.assign
+
+    def counting(self: FieldGroups, metadatas: Any) -> list[int]:
+        rows = list(metadatas)
+        calls.append(len(rows))
+        return real(self, rows)
+
+    monkeypatch.setattr(FieldGroups, "assign", counting)
+    return calls
+
+
+def test_another_readers_filter_reuses_the_grouping_of_the_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, _, index = indexed(tmp_path, seed=4, chunks=80)
+    built = index.ensure_fresh()
+    grouped = counted_assign(monkeypatch)
+    judged: list[int] = []
+    real_matches = filters_module.matches
+
+    def counting_matches(node: Any, metadata: Any) -> bool:
+        judged.append(1)
+        return real_matches(node, metadata)
+
+    monkeypatch.setattr(filters_module, "matches", counting_matches)
+    readers = [("acme", ("public",)), ("acme", ("group:hr", "user:bob")), ("globex", ("user:bob",))]
+    for n, (tenant, tokens) in enumerate(readers):
+        judged.clear()
+        where = access_filter(tenant, tokens)
+        mask = index.matching(built, where)
+        calls = len(judged)  # `matches` recurses: up to 5 calls per verdict for this filter
+        assert mask.tolist() == [real_matches(where, m) for m in built.metadatas]
+        # judged once per (tenant, acl) combination (2 x 3 here), never once per row
+        assert 0 < calls <= 5 * 6 < len(built.ids)
+        # the rows were grouped for the first reader only; the others reuse it
+        assert grouped == [len(built.ids)], n
+
+
+def test_a_new_filter_on_a_derived_version_uses_the_carried_grouping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, corpus, index = indexed(tmp_path, seed=5, chunks=60)
+    index.matching(index.ensure_fresh(), access_filter("acme", ("public",)))
+    grouped = counted_assign(monkeypatch)
+    tokens = ["public", "group:hr", "user:bob"]
+    rng = random.Random(5)
+    for step in range(15):
+        corpus.step()
+        index.refresh()
+        built = index.ensure_fresh()
+        where = access_filter(rng.choice(["acme", "globex"]), tuple(rng.sample(tokens, 2)))
+        mask = index.matching(built, where)  # not cached: judged through the carried grouping
+        assert mask.tolist() == [matches(where, m) for m in built.metadatas], step
+    assert index.journaled == 15
+    # only the rows each version appended were grouped, never the whole index again
+    assert grouped and max(grouped) <= 4 < len(corpus.ids)

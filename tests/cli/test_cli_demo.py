@@ -168,6 +168,9 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C's default disposition in the child, whatever this process inherited or set
+        # (an ignored SIGINT survives exec, and Python then never raises KeyboardInterrupt)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     # Wait until embedding has visibly started, then press Ctrl-C.
     deadline = time.monotonic() + 120
@@ -179,8 +182,8 @@ def test_ctrl_c_mid_ingest_then_rerun_completes_without_duplicates(env, tmp_path
             break
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0, "ingest finished before it could be interrupted"
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0, f"ingest finished before it could be interrupted: {err[-600:]}"
 
     interrupted = json.loads(run(["stats", "--json"], e).stdout)
     partial = interrupted["chunks"]

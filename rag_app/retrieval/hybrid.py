@@ -198,13 +198,15 @@ class IdsFirstDense:
     * **exact, over the vectors of the matching chunks** (`_among`): a narrow filter (under
       `MIN_SHARE` of the copy) is a product over a slice of the vectors, cut from the copy
       or read from the store once per filter and index version.
-    * **the store's nearest ids** (no copy): over the whole collection, as deep as the
-      filter's share needs.
+    * **the store's nearest ids** (`_nearest`, no copy): over the whole collection, as deep
+      as the filter's share needs; also for a narrow filter that matches more than
+      `MAX_AMONG` chunks (too many vectors to read per filter and version) while the depth
+      stays within `MAX_DEPTH`.
 
     It falls back to the store's filtered query (`dense`) when a candidate is not in the
     copy or a copy's id is gone from the store (the copy lags the store), when too few
-    candidates match, when nothing in the copy matches, or when more than `MAX_AMONG` chunks
-    match a narrow filter without a full copy.
+    candidates match, when nothing in the copy matches, or when a narrow filter matches more
+    than `MAX_AMONG` chunks without a full copy and would need more than `MAX_DEPTH` ids.
 
     The copy never decides access: hits come back without text and are confirmed by id
     against the store (`from_store` is False), like every BM25 hit. A stale copy can only
@@ -214,7 +216,8 @@ class IdsFirstDense:
     name = "dense"
     from_store = False
     MIN_SHARE = 0.25  # narrower filters: the nearest among the matching ids (`_among`)
-    MAX_AMONG = 20_000  # more matching ids than this (and no full copy): the store's filter
+    MAX_AMONG = 20_000  # more matching ids than this (and no full copy): the nearest ids
+    MAX_DEPTH = 10_000  # ... unless that needs more ids than this: the store's filter
     SLICE_BYTES = 256 * 1024 * 1024  # vectors kept for narrow filters (see `_slice`)
     # default limit of the full copy (`RAG_VECTOR_COPY_MB`): the exact product grows with the
     # collection (memory bound: ~0.4 ms at 11k chunks, ~15 ms at 200k here) while Chroma's
@@ -271,21 +274,42 @@ class IdsFirstDense:
                     for n, score in zip(best, scores, strict=True)
                 ]
             )
+        return self._nearest(built, mask, share, vector, query, k, where, tenant)
+
+    def _nearest(
+        self,
+        built: Any,
+        mask: np.ndarray,
+        share: float,
+        vector: Sequence[float],
+        query: str,
+        k: int,
+        where: Node,
+        tenant: str,
+    ) -> RawHits:
+        """The store's nearest ids over the whole collection (Chroma's HNSW, no filter), as
+        deep as the filter's share needs for k matches, judged by the copy's mask. When too
+        few of them match (the readable chunks are rarer near this query than on average),
+        once more four times as deep (at most `MAX_DEPTH`), then the store's filter."""
         depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
-        pairs = self.store.nearest_ids(vector, depth)
         rows = self.index.rows(built)
-        hits: list[StoreHit] = []
-        for cid, score in pairs:
-            row = rows.get(cid)
-            if row is None:  # newer than the copy: the store's own filter decides
+        while True:
+            pairs = self.store.nearest_ids(vector, depth)
+            hits: list[StoreHit] = []
+            for cid, score in pairs:
+                row = rows.get(cid)
+                if row is None:  # newer than the copy: the store's own filter decides
+                    return self._fallback(query, k, where, tenant)
+                if mask[row]:
+                    meta = built.metadatas[row]
+                    hits.append(StoreHit(id=cid, text="", metadata=meta, score=score))
+                    if len(hits) == k:
+                        break
+            if len(hits) == k or len(pairs) < depth:  # k found, or every chunk seen
+                return RawHits(hits)
+            if depth >= self.MAX_DEPTH:  # too few matched this deep
                 return self._fallback(query, k, where, tenant)
-            if mask[row]:
-                hits.append(StoreHit(id=cid, text="", metadata=built.metadatas[row], score=score))
-                if len(hits) == k:
-                    break
-        if len(hits) < k and len(pairs) == depth:  # too few matched this deep
-            return self._fallback(query, k, where, tenant)
-        return RawHits(hits)
+            depth = min(depth * 4, self.MAX_DEPTH)
 
     def exact_rows(
         self, built: Any, query: str, k: int, where: Node, tenant: str
@@ -407,6 +431,12 @@ class IdsFirstDense:
         chunks and grows with the store; a query restricted to a list of ids grows with it
         too."""
         if matching > self.MAX_AMONG and copy is None:
+            # too many vectors to read per filter and version: the store's nearest ids, deep
+            # enough for this share (Chroma's own filter costs seconds at 1M chunks), unless
+            # that depth is out of proportion
+            share = matching / mask.size
+            if math.ceil(k / share * self.SLACK) <= self.MAX_DEPTH:
+                return self._nearest(built, mask, share, vector, query, k, where, tenant)
             return self._fallback(query, k, where, tenant)
         try:
             cut = self._slice(built, copy, mask, key)

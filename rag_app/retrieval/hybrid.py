@@ -288,9 +288,9 @@ class IdsFirstDense:
         tenant: str,
     ) -> RawHits:
         """The store's nearest ids over the whole collection (Chroma's HNSW, no filter), as
-        deep as the filter's share needs for k matches, judged by the copy's mask. When too
+        deep as the filter's share needs for k matches, judged by the copy's mask. While too
         few of them match (the readable chunks are rarer near this query than on average),
-        once more four times as deep (at most `MAX_DEPTH`), then the store's filter."""
+        again four times as deep, up to `MAX_DEPTH`; then the store's filter."""
         depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
         rows = self.index.rows(built)
         while True:

@@ -31,16 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag_app.access.filters import And, Cmp, FieldGroups, Node, Or, fields_of, matches_each  # noqa: E402
-
-
-def reader_filter(tenant: str, groups: list[str], user: str) -> Node:
-    """The shape `permissions.access_filter` gives: the tenant, and any of the reader's
-    ACL tokens (their groups and themselves)."""
-    tokens = [f"group:{g}" for g in groups] + [f"user:{user}"]
-    return And(
-        (Cmp("tenant", "$eq", tenant), Or(tuple(Cmp("acl", "$contains", t) for t in tokens)))
-    )
+from rag_app.access.filters import FieldGroups, fields_of, matches_each  # noqa: E402
+from rag_app.access.permissions import Principal, access_filter  # noqa: E402
 
 
 def main() -> None:
@@ -60,9 +52,14 @@ def main() -> None:
         }
         for n in range(args.chunks)
     ]
+    # each reader's access filter as the app builds it (tenant, and any of their tokens)
     readers = [
-        reader_filter(
-            "scifact", [f"g{g:02d}" for g in rng.sample(range(100), rng.randint(1, 90))], f"u{i}"
+        access_filter(
+            Principal(
+                tenant="scifact",
+                user_id=f"u{i}",
+                groups=frozenset(f"g{g:02d}" for g in rng.sample(range(100), rng.randint(1, 90))),
+            )
         )
         for i in range(args.readers)
     ]

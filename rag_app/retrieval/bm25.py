@@ -935,7 +935,7 @@ class KeywordIndex:
                 return self._masks[cache_key][1]
         groups, members = self._grouping(built, tuple(sorted(set(fields_of(where)))))
         verdicts = np.array(groups.verdicts(where), dtype=bool)
-        mask = verdicts[members] if len(members) else np.zeros(0, dtype=bool)
+        mask = verdicts[members]  # (an empty index: an empty mask)
         with self._lock:
             if self._built is built:
                 self._masks[cache_key] = (where, mask)

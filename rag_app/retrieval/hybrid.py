@@ -291,7 +291,7 @@ class IdsFirstDense:
         deep as the filter's share needs for k matches, judged by the copy's mask. While too
         few of them match (the readable chunks are rarer near this query than on average),
         again four times as deep, up to `MAX_DEPTH`; then the store's filter."""
-        depth = max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
+        depth = self._depth(k, share)
         rows = self.index.rows(built)
         while True:
             pairs = self.store.nearest_ids(vector, depth)
@@ -310,6 +310,10 @@ class IdsFirstDense:
             if depth >= self.MAX_DEPTH:  # too few matched this deep
                 return self._fallback(query, k, where, tenant)
             depth = min(depth * 4, self.MAX_DEPTH)
+
+    def _depth(self, k: int, share: float) -> int:
+        """How many nearest ids should hold k that match a filter admitting `share` of them."""
+        return max(math.ceil(k / share * self.SLACK), k + self.EXTRA)
 
     def exact_rows(
         self, built: Any, query: str, k: int, where: Node, tenant: str
@@ -435,7 +439,7 @@ class IdsFirstDense:
             # enough for this share (Chroma's own filter costs seconds at 1M chunks), unless
             # that depth is out of proportion
             share = matching / mask.size
-            if math.ceil(k / share * self.SLACK) <= self.MAX_DEPTH:
+            if self._depth(k, share) <= self.MAX_DEPTH:
                 return self._nearest(built, mask, share, vector, query, k, where, tenant)
             return self._fallback(query, k, where, tenant)
         try:

@@ -303,6 +303,7 @@ KINDS = [
     "hybrid-rrf",
     "hybrid-ids-first",
     "hybrid-ids-first-nearest",
+    "hybrid-ids-first-many",
     "hybrid-ids-first-scan",
     "hybrid-native",
 ]
@@ -325,11 +326,14 @@ def make_searcher(kind: str, dense: SecureSearch, **guard: Any) -> Searcher:
             pytest.skip(f"the {dense.store.info.backend} store has no ids-only query")
         # default: exact over a copy of every vector; "nearest": no copy (Chroma's nearest
         # ids, narrow filters over vectors read from the store); "scan": no copy and the
-        # nearest ids for every principal, however narrow
-        copy_bytes = 0 if kind.endswith(("nearest", "scan")) else None
+        # nearest ids for every principal, however narrow; "many": no copy and every narrow
+        # filter matching more chunks than may be read (a reader of a few percent of 1M)
+        copy_bytes = 0 if kind.endswith(("nearest", "many", "scan")) else None
         ids_first = IdsFirstDense(dense.raw, index, dense.store, copy_bytes=copy_bytes)
         if kind.endswith("scan"):
             ids_first.MIN_SHARE = 0.0
+        if kind.endswith("many"):
+            ids_first.MAX_AMONG = 0
         return HybridSearch(
             ids_first, keyword, store=dense.store, candidates=20, default_k=5, **guard
         )
